@@ -26,3 +26,29 @@ int handover_call(const char *path, const KvMsg *req, const int *fds, size_t n_f
 /* Binary <-> lowercase hex, for INIT bytes in a KvMsg. */
 int handover_hex_encode(const void *p, size_t n, char **ret);
 int handover_hex_decode(const char *s, void *buf, size_t max, size_t *ret_n);
+
+/* Where a daemon leaves its connection for its successor:
+ *  - HANDOVER_KEEPER_SYSTEMD: systemd's file descriptor store (FDSTORE=1; the unit needs
+ *    FileDescriptorStoreMax=). systemd 252 keeps the store across restarts of the service
+ *    (Restart=, systemctl restart) and empties it when the unit stops.
+ *  - HANDOVER_KEEPER_SOCKET: an svidfs-keeper process listening on `path` (Kubernetes: a
+ *    container of the DaemonSet pod that outlives the daemon container).
+ * Facts travel as a KvMsg: `init` (hex INIT request), `mounted_at`, `takeovers`, `mountpoint`. */
+typedef enum HandoverKeeperType {
+	HANDOVER_KEEPER_NONE,
+	HANDOVER_KEEPER_SYSTEMD,
+	HANDOVER_KEEPER_SOCKET,
+	_HANDOVER_KEEPER_MAX,
+} HandoverKeeperType;
+
+typedef struct HandoverKeeper {
+	HandoverKeeperType type;
+	const char *path; /* HANDOVER_KEEPER_SOCKET */
+} HandoverKeeper;
+
+/* Stores (replaces) the connection: fds[0] the /dev/fuse fd, fds[1] the ledger memfd. */
+int handover_stash(const HandoverKeeper *k, const int *fds, size_t n_fds, const KvMsg *facts);
+/* -ENOENT when the keeper holds nothing. */
+int handover_fetch(const HandoverKeeper *k, int *ret_fds, size_t *ret_n_fds, KvMsg **ret_facts);
+/* Clean unmount: the keeper forgets the connection. */
+int handover_release(const HandoverKeeper *k);
