@@ -155,6 +155,7 @@ typedef struct Stream {
 	grpc_byte_buffer *msg;
 	int outstanding;
 	bool status_done, recv_armed;
+	size_t last_len;
 } Stream;
 
 static int tag_start, tag_status, tag_recv;
@@ -256,6 +257,7 @@ static int stream_next(Stream *s, const ProtobufCMessageDescriptor *d, int timeo
 				grpc_byte_buffer_reader r;
 				grpc_byte_buffer_reader_init(&r, s->msg);
 				grpc_slice flat = grpc_byte_buffer_reader_readall(&r);
+				s->last_len = GRPC_SLICE_LENGTH(flat);
 				*ret = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(flat),
 								 GRPC_SLICE_START_PTR(flat));
 				grpc_slice_unref(flat);
@@ -509,7 +511,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	grpc_init();
-	printf("1..39\n");
+	printf("1..62\n");
 
 	const char *a_args[] = {"--trust-domain", "example.org", "--federate-with", "other.org",
 				"--entry", "spiffe://example.org/web selectors=k8s:ns:default,k8s:sa:web hint=web federates_with=other.org",
@@ -770,6 +772,121 @@ int main(int argc, char **argv)
 	stream_close(&s);
 	stop_agent(&n1);
 
+
+	/* 12. rotation at half the TTL, --auto-k8s, faults, first-SVID delay, restart */
+	Agent fa = {0};
+	const char *f_args[] = {"--svid-ttl", "2s", "--auto-k8s", "--entry",
+				"spiffe://example.org/me selectors=unix:uid:0", NULL};
+	ok(start_agent(&fa, "f", f_args) == 0, "devagent with --svid-ttl 2s --auto-k8s starts");
+	const char *k8s_sel[] = {"k8s:pod-uid:u-1", "k8s:ns:shop", "k8s:sa:cart", NULL};
+	sub_x509(&s, &fa, k8s_sel, 0);
+	r = next_dx509(&s, 5000);
+	ok(r && r->n_x509_svids == 1 && !strcmp(r->x509_svids[0]->x509_svid->id->path, "/ns/shop/sa/cart"),
+	   "--auto-k8s: spiffe://td/ns/NS/sa/SA for a pod's selectors");
+	char *sa = r && r->n_x509_svids == 1 ? leaf_serial(r->x509_svids[0]->x509_svid->cert_chain[0].data,
+							    r->x509_svids[0]->x509_svid->cert_chain[0].len, NULL)
+					     : NULL;
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	t0 = mono_us();
+	r = next_dx509(&s, 4000);
+	dt = mono_us() - t0;
+	char *sb = r && r->n_x509_svids == 1 ? leaf_serial(r->x509_svids[0]->x509_svid->cert_chain[0].data,
+							    r->x509_svids[0]->x509_svid->cert_chain[0].len, NULL)
+					     : NULL;
+	ok(sa && sb && strcmp(sa, sb) && dt < 2500000, "re-minted and pushed at half the TTL (after %lld ms)",
+	   (long long)dt / 1000);
+	free(sa);
+	free(sb);
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	ok(ctl(&fa, out, sizeof out, "stall 800") == 0, "ctl stall 800");
+	t0 = mono_us();
+	/* A half-TTL push may have been on the wire before the stall began. */
+	if ((r = next_dx509(&s, 50)))
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	r = next_dx509(&s, 350);
+	ok(!r && !s.status_done, "stall: no message, stream open");
+	r = next_dx509(&s, 3000);
+	dt = mono_us() - t0;
+	ok(r && r->n_x509_svids == 1 && dt >= 700000, "stall: the held update arrives after the stall (%lld ms)",
+	   (long long)dt / 1000);
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	ok(ctl(&fa, out, sizeof out, "malformed") == 0 && strstr(out, "sent=1"), "ctl malformed");
+	/* Half-TTL pushes (every second here) may come first. */
+	for (int i = 0; i < 4; i++) {
+		m = NULL;
+		k = stream_next(&s, &spire__api__agent__delegatedidentity__v1__subscribe_to_x509_svids_response__descriptor,
+				3000, &m);
+		if (k != 1)
+			break;
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	ok(k == -EBADMSG, "malformed: an undecodable message arrives");
+	ok(ctl(&fa, out, sizeof out, "oversize 200k") == 0 && strstr(out, "sent=1"), "ctl oversize 200k");
+	for (int i = 0; i < 4; i++) {
+		r = next_dx509(&s, 3000);
+		if (!r || s.last_len > 200 * 1024)
+			break;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		r = NULL;
+	}
+	ok(r && r->n_x509_svids == 1 && s.last_len > 200 * 1024,
+	   "oversize: a valid message of %zu bytes, still decodable", s.last_len);
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	X509SVIDRequest wreq2 = X509_SVIDREQUEST__INIT;
+	stream_open(&s2, fa.wsock, "/SpiffeWorkloadAPI/FetchX509SVID", &wreq2.base, true);
+	m = NULL;
+	k = stream_next(&s2, &x509_svidresponse__descriptor, 5000, &m);
+	ok(k == 1, "Workload API stream open");
+	if (k == 1)
+		protobuf_c_message_free_unpacked(m, NULL);
+	ctl(&fa, NULL, 0, "rotate spiffe://example.org/me");
+	m = NULL;
+	k = stream_next(&s2, &x509_svidresponse__descriptor, 3000, &m);
+	ok(k == 1 && ((X509SVIDResponse *)m)->n_svids == 1, "Workload API stream gets the rotation");
+	if (k == 1)
+		protobuf_c_message_free_unpacked(m, NULL);
+
+	ok(ctl(&fa, out, sizeof out, "restart 400") == 0, "ctl restart 400");
+	ok(status_is(&s, GRPC_STATUS_UNAVAILABLE, NULL), "restart: Delegated stream ends UNAVAILABLE");
+	ok(status_is(&s2, GRPC_STATUS_UNAVAILABLE, NULL), "restart: Workload stream ends UNAVAILABLE");
+	stream_close(&s);
+	stream_close(&s2);
+	ok(access(fa.asock, F_OK) < 0, "restart: socket gone meanwhile");
+	usleep(800 * 1000);
+	ok(ctl(&fa, out, sizeof out, "list") == 0 && strstr(out, "auto-u-1 spiffe://example.org/ns/shop/sa/cart"),
+	   "restart keeps entries");
+	sub_x509(&s, &fa, k8s_sel, 0);
+	r = next_dx509(&s, 5000);
+	ok(r && r->n_x509_svids == 1, "after restart: streams work again");
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	stream_close(&s);
+
+	ok(ctl(&fa, out, sizeof out, "refuse 1500") == 0, "ctl refuse 1500");
+	sub_x509(&s, &fa, k8s_sel, 0);
+	ok(status_is(&s, GRPC_STATUS_UNAVAILABLE, NULL), "refuse: a new connection fails UNAVAILABLE");
+	stream_close(&s);
+	usleep(1600 * 1000);
+
+	ok(ctl(&fa, out, sizeof out, "set-delay 700") == 0, "ctl set-delay 700");
+	const char *k8s_sel2[] = {"k8s:pod-uid:u-2", "k8s:ns:shop", "k8s:sa:pay", NULL};
+	t0 = mono_us();
+	sub_x509(&s, &fa, k8s_sel2, 0);
+	r = next_dx509(&s, 5000);
+	dt = mono_us() - t0;
+	ok(r && r->n_x509_svids == 1 && dt >= 600000,
+	   "first-SVID delay: the first message waits for the SVID (%lld ms)", (long long)dt / 1000);
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	stream_close(&s);
+	ok(stop_agent(&fa) == 0, "fault devagent exits 0");
 	ok(stop_agent(&a) == 0, "first devagent exits 0 on SIGTERM");
 	grpc_shutdown();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
