@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +39,7 @@
 #include "workload.pb-c.h"
 
 #include "jwt.h"
+#include "kv.h"
 
 #define D_PREFIX "/spire.api.agent.delegatedidentity.v1.DelegatedIdentity/"
 typedef Spire__Api__Agent__Delegatedidentity__V1__SubscribeToX509SVIDsRequest DX509Req;
@@ -494,6 +497,166 @@ static int64_t mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* One request on a persistent control connection; returns the reply status. */
+static int ctl_direct(int fd, const char *op, const char *arg)
+{
+	KvMsg *q = NULL, *rep = NULL;
+	int r = kv_new(&q);
+	if (r >= 0)
+		r = kv_add(q, "op", op);
+	if (r >= 0 && arg)
+		r = kv_add(q, "arg", arg);
+	if (r >= 0)
+		r = kv_write_fd(fd, q);
+	if (r >= 0)
+		r = kv_read_fd(fd, 65536, 5000, &rep);
+	if (r >= 0)
+		r = kv_get(rep, "status") ? atoi(kv_get(rep, "status")) : -EIO;
+	kv_free(q);
+	kv_free(rep);
+	return r;
+}
+
+static int ctl_connect_fd(const Agent *a)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", a->csock);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+	int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* n subscriptions multiplexed on one channel; returns how many got their first message with
+ * the expected SVID. */
+static int many_streams(const Agent *a, int n)
+{
+	typedef struct {
+		grpc_call *call;
+		grpc_byte_buffer *msg;
+		grpc_status_code status;
+		grpc_slice details;
+		grpc_metadata_array md, tmd;
+		int tags[3];
+		bool got;
+	} C;
+	grpc_channel *ch = channel_for(a->asock);
+	grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+	C *c = calloc((size_t)n, sizeof *c);
+	int good = 0, outstanding = 0;
+	for (int i = 0; i < n; i++) {
+		char uid[32], sel[3][48];
+		snprintf(uid, sizeof uid, "pod-%04d", i);
+		snprintf(sel[0], sizeof sel[0], "pod-uid:%s", uid);
+		snprintf(sel[1], sizeof sel[1], "ns:bench");
+		snprintf(sel[2], sizeof sel[2], "sa:sa%d", i);
+		Spire__Api__Types__Selector it[3], *p[3];
+		for (int j = 0; j < 3; j++) {
+			spire__api__types__selector__init(&it[j]);
+			it[j].type = "k8s";
+			it[j].value = sel[j];
+			p[j] = &it[j];
+		}
+		DX509Req req = SPIRE__API__AGENT__DELEGATEDIDENTITY__V1__SUBSCRIBE_TO_X509_SVIDS_REQUEST__INIT;
+		req.n_selectors = 3;
+		req.selectors = p;
+		size_t len = protobuf_c_message_get_packed_size(&req.base);
+		grpc_slice sl = grpc_slice_malloc(len);
+		protobuf_c_message_pack(&req.base, GRPC_SLICE_START_PTR(sl));
+		grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+		grpc_slice_unref(sl);
+		grpc_metadata_array_init(&c[i].md);
+		grpc_metadata_array_init(&c[i].tmd);
+		c[i].call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+						     grpc_slice_from_static_string(D_PREFIX "SubscribeToX509SVIDs"),
+						     NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		grpc_op ops[4];
+		memset(ops, 0, sizeof ops);
+		ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+		ops[1].op = GRPC_OP_SEND_MESSAGE;
+		ops[1].data.send_message.send_message = bb;
+		ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+		ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+		ops[3].data.recv_initial_metadata.recv_initial_metadata = &c[i].md;
+		outstanding += grpc_call_start_batch(c[i].call, ops, 4, &c[i].tags[0], NULL) == GRPC_CALL_OK;
+		grpc_byte_buffer_destroy(bb);
+		memset(ops, 0, sizeof ops);
+		ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+		ops[0].data.recv_status_on_client.trailing_metadata = &c[i].tmd;
+		ops[0].data.recv_status_on_client.status = &c[i].status;
+		ops[0].data.recv_status_on_client.status_details = &c[i].details;
+		outstanding += grpc_call_start_batch(c[i].call, ops, 1, &c[i].tags[1], NULL) == GRPC_CALL_OK;
+		memset(ops, 0, sizeof ops);
+		ops[0].op = GRPC_OP_RECV_MESSAGE;
+		ops[0].data.recv_message.recv_message = &c[i].msg;
+		outstanding += grpc_call_start_batch(c[i].call, ops, 1, &c[i].tags[2], NULL) == GRPC_CALL_OK;
+	}
+	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(60000, GPR_TIMESPAN));
+	int received = 0;
+	while (received < n) {
+		grpc_event ev = grpc_completion_queue_next(cq, deadline, NULL);
+		if (ev.type != GRPC_OP_COMPLETE)
+			break;
+		outstanding--;
+		int *t = ev.tag;
+		for (int i = 0; i < n; i++) {
+			if (t != &c[i].tags[2])
+				continue;
+			received++;
+			if (c[i].msg) {
+				grpc_byte_buffer_reader rd;
+				grpc_byte_buffer_reader_init(&rd, c[i].msg);
+				grpc_slice flat = grpc_byte_buffer_reader_readall(&rd);
+				DX509Resp *resp = (DX509Resp *)protobuf_c_message_unpack(
+					&spire__api__agent__delegatedidentity__v1__subscribe_to_x509_svids_response__descriptor,
+					NULL, GRPC_SLICE_LENGTH(flat), GRPC_SLICE_START_PTR(flat));
+				char want[64];
+				snprintf(want, sizeof want, "/ns/bench/sa/sa%d", i);
+				if (resp && resp->n_x509_svids == 1 && !strcmp(resp->x509_svids[0]->x509_svid->id->path, want))
+					good++;
+				if (resp)
+					protobuf_c_message_free_unpacked(&resp->base, NULL);
+				grpc_slice_unref(flat);
+				grpc_byte_buffer_reader_destroy(&rd);
+				grpc_byte_buffer_destroy(c[i].msg);
+				c[i].msg = NULL;
+			}
+			break;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		grpc_call_cancel(c[i].call, NULL);
+	while (outstanding > 0) {
+		grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type != GRPC_OP_COMPLETE)
+			break;
+		outstanding--;
+	}
+	for (int i = 0; i < n; i++) {
+		if (c[i].msg)
+			grpc_byte_buffer_destroy(c[i].msg);
+		grpc_call_unref(c[i].call);
+		grpc_metadata_array_destroy(&c[i].md);
+		grpc_metadata_array_destroy(&c[i].tmd);
+		grpc_slice_unref(c[i].details);
+	}
+	free(c);
+	grpc_completion_queue_shutdown(cq);
+	while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(cq);
+	grpc_channel_destroy(ch);
+	return good;
+}
+
 int main(int argc, char **argv)
 {
 	Agent a = {0}, b = {0}, n1 = {0};
@@ -511,17 +674,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	grpc_init();
-	printf("1..62\n");
+	printf("1..66\n");
 
 	const char *a_args[] = {"--trust-domain", "example.org", "--federate-with", "other.org",
 				"--entry", "spiffe://example.org/web selectors=k8s:ns:default,k8s:sa:web hint=web federates_with=other.org",
 				"--entry", "spiffe://example.org/me selectors=unix:uid:0",
-				"--entry", "spiffe://example.org/admin selectors=k8s:ns:default admin=true",
+				"--entry", "spiffe://example.org/admin selectors=k8s:ns:default admin=true", "--auto-k8s",
 				NULL};
 	ok(start_agent(&a, "a", a_args) == 0, "devagent starts and signals ready");
 
 	/* 1. first message with a matching entry */
-	const char *web_sel[] = {"k8s:ns:default", "k8s:sa:web", "k8s:pod-uid:1", NULL};
+	const char *web_sel[] = {"k8s:ns:default", "k8s:sa:web", "k8s:pod-name:web-0", NULL};
 	sub_x509(&s, &a, web_sel, 0);
 	DX509Resp *r = next_dx509(&s, 5000);
 	ok(r && r->n_x509_svids == 1, "SubscribeToX509SVIDs: first message has the matching SVID (admin entry excluded)");
@@ -728,8 +891,13 @@ int main(int argc, char **argv)
 	stream_close(&s);
 
 	/* 10. an agent that does not authorize us and has no entries */
-	const char *b_args[] = {"--authorized-uid", "4242", NULL};
-	ok(start_agent(&b, "b", b_args) == 0, "second devagent (authorized uid 4242 only) starts");
+	char conf[96];
+	snprintf(conf, sizeof conf, "%s/b.conf", dir);
+	FILE *cf = fopen(conf, "w");
+	fputs("# authorized delegates\nauthorized-uid 4242\nsvid-ttl 10m\n", cf);
+	fclose(cf);
+	const char *b_args[] = {"--config", conf, NULL};
+	ok(start_agent(&b, "b", b_args) == 0, "second devagent (config file: authorized uid 4242 only) starts");
 	sub_x509(&s, &b, web_sel, 0);
 	ok(status_is(&s, GRPC_STATUS_PERMISSION_DENIED, "caller not configured as an authorized delegate"),
 	   "unauthorized uid: PermissionDenied");
@@ -770,9 +938,35 @@ int main(int argc, char **argv)
 	if (r)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	stream_close(&s);
-	stop_agent(&n1);
+	ok(stop_agent(&n1) == 0, "nested devagent exits 0");
 
 
+
+	/* 13. push latency from a control request to the stream, and 1,000 streams */
+	sub_x509(&s, &a, web_sel, 0);
+	if ((r = next_dx509(&s, 5000)))
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	int cfd = ctl_connect_fd(&a);
+	int64_t lat[40];
+	int nlat = 0;
+	for (int i = 0; i < 40 && cfd >= 0; i++) {
+		t0 = mono_us();
+		if (ctl_direct(cfd, "rotate", "spiffe://example.org/web") != 0)
+			break;
+		r = next_dx509(&s, 3000);
+		if (!r)
+			break;
+		lat[nlat++] = mono_us() - t0;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	qsort(lat, (size_t)nlat, sizeof *lat, cmp_i64);
+	ok(nlat == 40 && lat[20] < 20000, "rotate -> pushed message: median %lld us, max %lld us (mint + push + ctl round trip)",
+	   nlat ? (long long)lat[nlat / 2] : -1LL, nlat ? (long long)lat[nlat - 1] : -1LL);
+	if (cfd >= 0)
+		close(cfd);
+	stream_close(&s);
+	ok(many_streams(&a, 1000) == 1000, "1,000 concurrent subscriptions on one channel each get their SVID");
+	ok(ctl(&a, out, sizeof out, "info") == 0 && strstr(out, "svid_streams=0"), "all streams gone after cancel");
 	/* 12. rotation at half the TTL, --auto-k8s, faults, first-SVID delay, restart */
 	Agent fa = {0};
 	const char *f_args[] = {"--svid-ttl", "2s", "--auto-k8s", "--entry",
