@@ -674,7 +674,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	grpc_init();
-	printf("1..66\n");
+	printf("1..70\n");
 
 	const char *a_args[] = {"--trust-domain", "example.org", "--federate-with", "other.org",
 				"--entry", "spiffe://example.org/web selectors=k8s:ns:default,k8s:sa:web hint=web federates_with=other.org",
@@ -1081,6 +1081,25 @@ int main(int argc, char **argv)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	stream_close(&s);
 	ok(stop_agent(&fa) == 0, "fault devagent exits 0");
+	/* a second devagent on a live socket fails and leaves the first one alone */
+	for (int i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof cmd, "%s --admin-socket %s 2>/dev/null", devagent, a.asock);
+		int st2 = system(cmd);
+		ok(WIFEXITED(st2) && WEXITSTATUS(st2) == 1 && access(a.asock, F_OK) == 0,
+		   "second devagent on a live socket exits 1 (attempt %d), socket kept", i + 1);
+	}
+	sub_x509(&s, &a, web_sel, 0);
+	r = next_dx509(&s, 5000);
+	ok(r && r->n_x509_svids == 1, "first devagent still serves its socket");
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	stream_close(&s);
+
+	/* regression: an entry outside the trust domain was logged after it was freed (crash) */
+	snprintf(cmd, sizeof cmd, "%s --admin-socket %s/x.sock --entry 'spiffe://other.org/x selectors=a:b' 2>/dev/null",
+		 devagent, dir);
+	int st = system(cmd);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 1, "entry outside the trust domain: clean error, exit 1");
 	ok(stop_agent(&a) == 0, "first devagent exits 0 on SIGTERM");
 	grpc_shutdown();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
