@@ -152,7 +152,7 @@ static int parse_certs(const uint8_t *der, size_t len, const char *what, STACK_O
 	size_t off = 0;
 
 	if (len == 0)
-		return reason(ret_reason, -EINVAL, "%s: no certificate", what);
+		return reason(ret_reason, -EINVAL, "%s%sno certificate", what, *what ? ": " : "");
 	sk = sk_X509_new_null();
 	if (!sk)
 		return -ENOMEM;
@@ -164,13 +164,13 @@ static int parse_certs(const uint8_t *der, size_t len, const char *what, STACK_O
 
 		if (der_next(der + off, len - off, &tlv) < 0)
 			return reason(ret_reason, -EIO,
-				      "%s: certificate %zu at byte %zu is not a complete DER SEQUENCE",
-				      what, idx, off);
+				      "%s%scertificate %zu at byte %zu is not a complete DER SEQUENCE",
+				      what, *what ? ": " : "", idx, off);
 		x = d2i_X509(NULL, &p, (long)tlv);
 		if (!x || p != der + off + tlv) {
 			X509_free(x);
-			return reason(ret_reason, -EIO, "%s: certificate %zu does not parse", what,
-				      idx);
+			return reason(ret_reason, -EIO, "%s%scertificate %zu does not parse", what,
+				      *what ? ": " : "", idx);
 		}
 		if (!sk_X509_push(sk, x)) {
 			X509_free(x);
@@ -185,7 +185,7 @@ static int parse_certs(const uint8_t *der, size_t len, const char *what, STACK_O
 int x509check_bundle(const uint8_t *der, size_t len, size_t *ret_n, char **ret_reason)
 {
 	_cleanup_(x509_stack_freep) STACK_OF(X509) *sk = NULL;
-	int r = parse_certs(der, len, "bundle", &sk, ret_reason);
+	int r = parse_certs(der, len, "", &sk, ret_reason);
 	if (r < 0)
 		return r;
 	*ret_n = (size_t)sk_X509_num(sk);
