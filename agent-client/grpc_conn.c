@@ -75,6 +75,7 @@ struct AgentSub {
 	bool timer_armed;
 	uint64_t due_ms; /* CLOCK_MONOTONIC */
 	bool cancelled, in_callback;
+	unsigned waiters; /* threads in agent_sub_cancel() waiting for the callback to return */
 	bool failing; /* the last call ended without a message: keep logs at debug */
 	AgentSubState state;
 };
@@ -343,7 +344,9 @@ static void sub_call_done(AgentSub *s)
 	if (s->cancelled || c->shutting_down) {
 		gpr_free((void *)s->error_string);
 		s->error_string = NULL;
-		sub_free_locked(s);
+		/* A canceller still waiting for the callback frees it when it wakes up. */
+		if (s->waiters == 0)
+			sub_free_locked(s);
 		return;
 	}
 
@@ -748,8 +751,10 @@ void agent_sub_cancel(AgentSub *s)
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
+	s->waiters++;
 	while (s->in_callback)
 		pthread_cond_wait(&c->cond, &c->lock);
+	s->waiters--;
 	if (s->pending == 0)
 		sub_free_locked(s);
 	/* else: the CQ thread frees it when the cancelled call's last tag returns; no callback
