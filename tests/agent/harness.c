@@ -97,9 +97,9 @@ int da_start(DevAgent *d, const char *const *extra)
 	argv[n++] = "--trust-domain=" TD;
 	argv[n++] = "--admin-socket";
 	argv[n++] = d->admin;
-	argv[n++] = "--workload-socket";
+	argv[n++] = "--socket";
 	argv[n++] = d->workload;
-	argv[n++] = "--control-socket";
+	argv[n++] = "--control";
 	argv[n++] = d->control;
 	for (size_t i = 0; extra && extra[i] && n < ELEMENTSOF(argv) - 1; i++)
 		argv[n++] = extra[i];
