@@ -241,10 +241,13 @@ static int run(Config *cfg)
 	}
 	fuse_loop_cfg_set_clone_fd(loop, 0);
 	fuse_loop_cfg_set_idle_threads(loop, cfg->threads);
+	/* 0, a negative errno, or the number of the signal that ended it. */
 	r = fuse_session_loop_mt(se, loop);
-	if (r != 0)
-		log_error("the FUSE loop ended with %d", r);
-	r = r < 0 ? r : r > 0 ? -EIO : 0;
+	if (r < 0)
+		log_error_errno(r, "the FUSE loop failed");
+	else if (r > 0)
+		log_info("received signal %d", r);
+	r = MIN(r, 0);
 	sd_notify(0, "STOPPING=1");
 	log_info("shutting down");
 

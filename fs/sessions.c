@@ -513,7 +513,7 @@ static const char *phase_text(const AgentSubState *st, char *buf, size_t len)
 	case AGENT_SUB_CONNECTING:
 		return "connecting";
 	default:
-		snprintf(buf, len, "%s%s%s", agent_sub_phase_to_string(st->phase),
+		snprintf(buf, len, "%s%s%.150s", agent_sub_phase_to_string(st->phase),
 			 st->last_error[0] ? ": " : "", st->last_error);
 		return buf;
 	}
@@ -580,7 +580,8 @@ static void tick(Sessions *s)
 		}
 		pthread_mutex_unlock(&s->lock);
 		if (sub && agent_sub_get_state(sub, &st) >= 0) {
-			snprintf(ws.state, sizeof ws.state, "%s", phase_text(&st, buf, sizeof buf));
+			snprintf(ws.state, sizeof ws.state, "%.180s",
+				 phase_text(&st, buf, sizeof buf));
 			ws.last_message_at = st.last_message_at;
 		} else
 			snprintf(ws.state, sizeof ws.state, "none");

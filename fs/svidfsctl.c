@@ -2,6 +2,7 @@
 /* svidfsctl: talks to the svidfs control socket (docs/control-protocol.md). */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
