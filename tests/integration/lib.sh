@@ -123,6 +123,7 @@ stop_daemon() {
 }
 
 ctl() { "$SVIDFSCTL" -s "$T/control.sock" "$@"; }
+not() { ! "$@"; }
 
 # register_pod UID [keys...]: namespace/sa/pod name defaults, then waits for the first SVID.
 register_pod() {
