@@ -18,6 +18,11 @@
  *       rotation latency (median, p99) in microseconds. Exit 0 only without torn/stale/errors.
  *   svidfs-check churn FILE N -- COMMAND...
  *       like rotate without readers, for memory checks: N rotations, nothing held open.
+ *   svidfs-check readers FILE THREADS MS
+ *       THREADS threads open+read+close FILE for MS milliseconds and check every read is whole;
+ *       prints "reads=… torn=… errors=… serials=…" (distinct serials seen). Exit 0 only
+ *       without torn reads or errors.
+ *   COMMAND may be "ctl:<path>": a rotate request on the development agent's control socket.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,14 +124,51 @@ out:
 	return r;
 }
 
+/* COMMAND "ctl:<socket>" sends "op=rotate" on one kept-open connection to the development
+ * agent's control socket (common/kv.h framing) instead of running a process per rotation. */
+static int ctl_fd = -1;
+
+static int ctl_rotate(const char *path)
+{
+	static const char req[] = "op=rotate\n\n";
+	char buf[512];
+	size_t len = 0;
+
+	if (ctl_fd < 0) {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+		ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (ctl_fd < 0 || connect(ctl_fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+			return -errno;
+	}
+	if (write(ctl_fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1))
+		return -EIO;
+	/* The reply ends with an empty line. */
+	while (len < sizeof buf - 1) {
+		ssize_t n = read(ctl_fd, buf + len, sizeof buf - 1 - len);
+		if (n <= 0)
+			return -EIO;
+		len += (size_t)n;
+		buf[len] = 0;
+		if (len >= 2 && strcmp(buf + len - 2, "\n\n") == 0)
+			break;
+	}
+	return strncmp(buf, "status=0\n", 9) == 0 || strstr(buf, "\nstatus=0\n") ? 0 : -EIO;
+}
+
 static int run_command(char **argv)
 {
+	if (strncmp(argv[0], "ctl:", 4) == 0)
+		return ctl_rotate(argv[0] + 4);
 	pid_t pid = fork();
 	int st;
 
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (devnull >= 0)
+			dup2(devnull, STDOUT_FILENO);
 		execvp(argv[0], argv);
 		_exit(127);
 	}
@@ -157,6 +201,22 @@ static ssize_t rotation_index(const char *serial, size_t upto)
 	return -1;
 }
 
+static char seen[64][128];
+static size_t n_seen;
+static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void note_serial(const char *serial)
+{
+	pthread_mutex_lock(&seen_lock);
+	size_t i;
+	for (i = 0; i < n_seen; i++)
+		if (strcmp(seen[i], serial) == 0)
+			break;
+	if (i == n_seen && n_seen < 64)
+		snprintf(seen[n_seen++], sizeof seen[0], "%s", serial);
+	pthread_mutex_unlock(&seen_lock);
+}
+
 static void *reader(void *arg)
 {
 	char *buf = malloc(MAX_FILE), serial[128];
@@ -173,6 +233,10 @@ static void *reader(void *arg)
 		}
 		if (inspect(buf, (size_t)n, NULL, 0, serial, sizeof serial) < 0) {
 			torn++;
+			continue;
+		}
+		if (known == 0) {
+			note_serial(serial);
 			continue;
 		}
 		/* Rotation known-1 was visible before this read began: nothing older may come. */
@@ -319,6 +383,25 @@ static int cmd_poll(const char *file, int timeout_ms)
 	return 1;
 }
 
+static int cmd_readers(const char *file, long threads, long ms)
+{
+	pthread_t *t = calloc((size_t)threads, sizeof *t);
+
+	R.file = file;
+	for (long i = 0; i < threads; i++)
+		pthread_create(&t[i], NULL, reader, NULL);
+	usleep((useconds_t)ms * 1000);
+	__atomic_store_n(&R.stop, true, __ATOMIC_RELEASE);
+	for (long i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
+	printf("reads=%llu torn=%llu errors=%llu serials=%zu\n", (unsigned long long)R.reads,
+	       (unsigned long long)R.torn, (unsigned long long)R.errors, n_seen);
+	if (R.errors)
+		printf("last_error=%s\n", R.last_error);
+	free(t);
+	return R.torn || R.errors || R.reads == 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	char *buf = malloc(MAX_FILE), *kbuf = malloc(MAX_FILE), serial[128];
@@ -343,6 +426,8 @@ int main(int argc, char **argv)
 		printf("match\n");
 		return 0;
 	}
+	if (argc == 5 && strcmp(argv[1], "readers") == 0)
+		return cmd_readers(argv[2], atol(argv[3]), atol(argv[4]));
 	if (argc == 3 && strcmp(argv[1], "hold") == 0)
 		return cmd_hold(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "poll") == 0)
