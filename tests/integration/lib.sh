@@ -115,9 +115,18 @@ start_daemon() {
 	return 1
 }
 
+# stop_daemon: SIGTERM, then the exit status in DAEMON_EXIT (non-zero also for sanitizer leaks).
 stop_daemon() {
+	DAEMON_EXIT=timeout
 	kill "$DAEMON_PID" 2>/dev/null
-	for _ in $(seq 100); do kill -0 "$DAEMON_PID" 2>/dev/null || return 0; sleep 0.1; done
+	for _ in $(seq 100); do
+		if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+			wait "$DAEMON_PID" 2>/dev/null
+			DAEMON_EXIT=$?
+			return 0
+		fi
+		sleep 0.1
+	done
 	kill -9 "$DAEMON_PID" 2>/dev/null
 	return 1
 }
