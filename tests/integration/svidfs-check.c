@@ -330,9 +330,11 @@ done:
 	return rc;
 }
 
+static char buf[MAX_FILE], kbuf[MAX_FILE], hold_a[MAX_FILE], hold_b[MAX_FILE];
+
 static int cmd_hold(const char *file)
 {
-	char *a = malloc(MAX_FILE), *b = malloc(MAX_FILE), serial[128], line[64];
+	char *a = hold_a, *b = hold_b, serial[128], line[64];
 	int fd = open(file, O_RDONLY | O_CLOEXEC);
 	ssize_t n = 0, k, m = 0;
 
@@ -404,7 +406,7 @@ static int cmd_readers(const char *file, long threads, long ms)
 
 int main(int argc, char **argv)
 {
-	char *buf = malloc(MAX_FILE), *kbuf = malloc(MAX_FILE), serial[128];
+	char serial[128];
 	ssize_t n, kn = 0;
 
 	if (argc >= 3 && strcmp(argv[1], "serial") == 0) {
