@@ -297,7 +297,7 @@ int main(int argc, char **argv)
 	}
 	log_set_max_level(cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
-	r = secret_init(0);
+	r = secret_init(cfg.secure_heap);
 	if (r < 0)
 		log_warning_errno(r, "key memory could not be locked (RLIMIT_MEMLOCK?); "
 				     "keys are still wiped on release");
