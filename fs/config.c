@@ -176,6 +176,21 @@ static int config_set(void *ud, const char *key, const char *v, char **ret_error
 	}
 	if (streq(key, "threads"))
 		return parse_uint(v, 1024, &c->threads);
+	if (streq(key, "keeper")) {
+		if (!streq(v, "systemd") && !streq(v, "none") &&
+		    !(strncmp(v, "socket:/", 8) == 0 && strlen(v) < 8 + 100))
+			return set_error(ret_error, -EINVAL,
+					 "keeper must be systemd, none or socket:/absolute/path");
+		return set_str(&c->keeper, v);
+	}
+	if (streq(key, "adopt_wait")) {
+		unsigned sec;
+		int r = parse_uint(v, 600, &sec);
+		if (r < 0)
+			return set_error(ret_error, r, "adopt_wait must be seconds (0..600)");
+		c->adopt_wait_ms = sec * 1000;
+		return 0;
+	}
 	if (streq(key, "failover_ms"))
 		return parse_uint(v, 600000, &c->failover_ms);
 	if (streq(key, "secure_heap")) {
@@ -374,6 +389,7 @@ void config_done(Config *c)
 	free(c->cgroup_root);
 	free(c->pod_pattern);
 	free(c->identities_dir);
+	free(c->keeper);
 	for (size_t i = 0; i < c->n_agents; i++) {
 		free(c->agents[i].name);
 		free(c->agents[i].address);
@@ -407,6 +423,11 @@ void config_print_help(const char *argv0)
 	       "      --identities-dir=DIR   bare-node identities (default " SVIDFS_SYSCONFDIR
 	       "/identities.d)\n"
 	       "      --threads=N            idle FUSE worker threads (default 4)\n"
+	       "      --keeper=KEEPER        who holds the FUSE connection between daemons:\n"
+	       "                             systemd, socket:PATH (svidfs-keeper) or none\n"
+	       "                             (default: systemd when NOTIFY_SOCKET is set)\n"
+	       "      --takeover             adopt the running daemon's connection (upgrade)\n"
+	       "      --adopt-wait=SEC       after adopting, wait for first SVIDs (default 10)\n"
 	       "      --failover-ms=MS       agent outage before workloads move (default 1000)\n"
 	       "      --secure-heap=SIZE     locked memory for keys and tokens (default 64M)\n"
 	       "  -l, --log-level=LEVEL      emerg..debug (default info)\n"
@@ -427,6 +448,9 @@ enum {
 	ARG_THREADS,
 	ARG_FAILOVER_MS,
 	ARG_SECURE_HEAP,
+	ARG_KEEPER,
+	ARG_ADOPT_WAIT,
+	ARG_TAKEOVER,
 	ARG_VERSION,
 };
 
@@ -443,6 +467,9 @@ static const struct option options[] = {
 	{"threads", required_argument, NULL, ARG_THREADS},
 	{"failover-ms", required_argument, NULL, ARG_FAILOVER_MS},
 	{"secure-heap", required_argument, NULL, ARG_SECURE_HEAP},
+	{"keeper", required_argument, NULL, ARG_KEEPER},
+	{"adopt-wait", required_argument, NULL, ARG_ADOPT_WAIT},
+	{"takeover", no_argument, NULL, ARG_TAKEOVER},
 	{"log-level", required_argument, NULL, 'l'},
 	{"fuse-debug", no_argument, NULL, 'd'},
 	{"help", no_argument, NULL, 'h'},
@@ -460,6 +487,8 @@ static const char *const flag_keys[] = {
 	[ARG_THREADS - 0x100] = "threads",
 	[ARG_FAILOVER_MS - 0x100] = "failover_ms",
 	[ARG_SECURE_HEAP - 0x100] = "secure_heap",
+	[ARG_KEEPER - 0x100] = "keeper",
+	[ARG_ADOPT_WAIT - 0x100] = "adopt_wait",
 };
 
 int config_load(int argc, char **argv, Config *c, char **ret_error)
@@ -470,7 +499,7 @@ int config_load(int argc, char **argv, Config *c, char **ret_error)
 
 	*ret_error = NULL;
 	*c = (Config){.log_level = LOG_INFO, .threads = 4, .failover_ms = 1000,
-		      .secure_heap = CONFIG_DEFAULT_SECURE_HEAP};
+		      .secure_heap = CONFIG_DEFAULT_SECURE_HEAP, .adopt_wait_ms = 10000};
 	if (set_str(&c->mountpoint, SVIDFS_DEFAULT_MOUNTPOINT) < 0 ||
 	    set_str(&c->state_dir, SVIDFS_DEFAULT_STATEDIR) < 0 ||
 	    set_str(&c->control_socket, SVIDFS_DEFAULT_CONTROL_SOCKET) < 0 ||
@@ -529,6 +558,9 @@ int config_load(int argc, char **argv, Config *c, char **ret_error)
 		case 'd':
 			c->fuse_debug = true;
 			break;
+		case ARG_TAKEOVER:
+			c->takeover = true;
+			break;
 		case 'a': {
 			const char *eq = strchr(optarg, '=');
 			if (!eq)
@@ -549,7 +581,7 @@ int config_load(int argc, char **argv, Config *c, char **ret_error)
 			break;
 		}
 		default:
-			if (opt >= ARG_STATE_DIR && opt <= ARG_SECURE_HEAP)
+			if (opt >= ARG_STATE_DIR && opt <= ARG_ADOPT_WAIT)
 				r = config_set(c, flag_keys[opt - 0x100], optarg, ret_error);
 			break;
 		}

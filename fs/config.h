@@ -29,6 +29,9 @@ typedef struct Config {
 	unsigned failover_ms;  /* how long an agent must be down before workloads move */
 	size_t secure_heap;    /* bytes of locked memory for keys and tokens (OpenSSL secure heap) */
 	bool fuse_debug;
+	char *keeper;          /* "systemd", "socket:PATH", "none"; NULL: systemd under systemd */
+	bool takeover;         /* adopt the connection of the running daemon (planned upgrade) */
+	unsigned adopt_wait_ms; /* after adopting: wait for workloads' first SVIDs (bounded) */
 	ConfigAgent *agents;
 	size_t n_agents;
 	KvMsg **identities;    /* one register message (kind=identity) per identities.d file */

@@ -41,6 +41,7 @@ struct Control {
 	size_t n_conn_fds;
 	bool stop;
 	int64_t mounted_at;
+	unsigned takeovers;
 };
 
 int control_new(const ControlContext *ctx, Control **ret)
@@ -62,6 +63,13 @@ void control_set_mounted_at(Control *c, int64_t t)
 {
 	pthread_mutex_lock(&c->lock);
 	c->mounted_at = t;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void control_set_takeovers(Control *c, unsigned n)
+{
+	pthread_mutex_lock(&c->lock);
+	c->takeovers = n;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -231,6 +239,7 @@ static int op_info(Control *c, KvMsg *reply)
 	sessions_count(c->ctx.sessions, &pods, &ids, &ready);
 	pthread_mutex_lock(&c->lock);
 	int64_t mounted = c->mounted_at;
+	unsigned takeovers = c->takeovers;
 	pthread_mutex_unlock(&c->lock);
 	kv_add(reply, "status", "0");
 	kv_add(reply, "version", SVIDFS_VERSION);
@@ -240,7 +249,14 @@ static int op_info(Control *c, KvMsg *reply)
 	kv_addf(reply, "identities", "%zu", ids);
 	kv_addf(reply, "started_at", "%lld", (long long)c->ctx.started_at);
 	kv_addf(reply, "connection_age_s", "%lld", (long long)(mounted ? now - mounted : 0));
-	kv_add(reply, "takeovers", "0");
+	kv_addf(reply, "takeovers", "%u", takeovers);
+	if (c->ctx.view) {
+		FsViewRecovery rec;
+		fsview_recovery(c->ctx.view, &rec);
+		kv_addf(reply, "recovered_dirs", "%llu", (unsigned long long)rec.dirs);
+		kv_addf(reply, "recovered_files", "%llu", (unsigned long long)rec.served);
+		kv_addf(reply, "recovered_stale", "%llu", (unsigned long long)rec.stale);
+	}
 	kv_addf(reply, "inodes", "%zu", inode_table_count(c->ctx.inodes));
 	kv_addf(reply, "inode_bytes", "%zu", inode_table_bytes(c->ctx.inodes));
 	kv_addf(reply, "secure_heap_used", "%zu", CRYPTO_secure_used());
@@ -272,6 +288,16 @@ static int dispatch(Control *c, const KvMsg *req, KvMsg *reply)
 		return op_list(c, reply);
 	if (streq(op, "info"))
 		return op_info(c, reply);
+	if (streq(op, "shutdown")) {
+		/* A real stop: unmount and let the keeper forget the connection. unmount=false
+		 * (with a keeper) is a restart that leaves the connection to the next daemon. */
+		const char *u = kv_get(req, "unmount");
+		if (!c->ctx.shutdown)
+			return reply_error(reply, -EOPNOTSUPP, "shutdown is not available");
+		c->ctx.shutdown(c->ctx.shutdown_userdata, !u || !streq(u, "false"));
+		kv_add(reply, "status", "0");
+		return 0;
+	}
 	if (streq(op, "resubscribe")) {
 		const char *name = kv_get(req, "workload");
 		int r = name ? sessions_resubscribe(c->ctx.sessions, name) : -EINVAL;

@@ -7,7 +7,10 @@
 
 #include <stdint.h>
 
+#include <stdbool.h>
+
 #include "config.h"
+#include "fsview.h"
 #include "inodes.h"
 #include "sessions.h"
 #include "store.h"
@@ -20,9 +23,14 @@ typedef struct ControlContext {
 	SvidStore *store;
 	InodeTable *inodes;
 	int64_t started_at;
+	FsView *view;          /* optional: takeover recovery counters in info */
+	/* op=shutdown: stop serving; unmount (true) or leave the connection to a keeper. */
+	void (*shutdown)(void *userdata, bool unmount);
+	void *shutdown_userdata;
 } ControlContext;
 
 int control_new(const ControlContext *ctx, Control **ret);
 int control_start(Control *c); /* binds, listens, starts the accept thread */
 void control_set_mounted_at(Control *c, int64_t t);
+void control_set_takeovers(Control *c, unsigned n); /* takeovers the connection survived */
 Control *control_free(Control *c); /* stops accepting, waits for open connections; NULL-safe */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
+#include <limits.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "cleanup.h"
 #include "fsview.h"
+#include "ledger.h"
 #include "log.h"
 #include "macro.h"
 #include "render.h"
@@ -31,6 +33,9 @@ struct FsView {
 	pthread_mutex_t denial_lock;
 	char **denials; /* "<target>|<caller>" already logged */
 	size_t n_denials;
+	InoLedger *ledger;   /* an adopted connection's record of the previous daemon's inodes */
+	uint64_t epoch;      /* FUSE generation of file entries: differs per process */
+	FsViewRecovery rec;  /* atomics */
 };
 
 static int64_t now_s(void)
@@ -50,6 +55,7 @@ int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPo
 	v->inodes = inodes;
 	v->policy = policy;
 	v->started = now_s();
+	v->epoch = 1;
 	pthread_mutex_init(&v->denial_lock, NULL);
 	*ret = v;
 	return 0;
@@ -405,7 +411,21 @@ static int parent_workload(FsView *v, uint64_t parent, Workload **ret, uint16_t 
 	return 0;
 }
 
+static int lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEntry *ret);
+
 int fsview_lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEntry *ret)
+{
+	int r = lookup(v, parent, name, tid, ret);
+
+	/* Directories keep one generation forever (a pod's bind mount holds its directory's
+	 * inode across takeovers); a file's changes with the process, so that an inode number a
+	 * new process happens to reuse is a new inode to the kernel, never old cached bytes. */
+	if (r >= 0)
+		ret->generation = S_ISDIR(ret->st.st_mode) ? 1 : v->epoch;
+	return r;
+}
+
+static int lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEntry *ret)
 {
 	_cleanup_(workload_unrefp) Workload *w = NULL;
 	uint32_t serial;
@@ -427,17 +447,111 @@ int fsview_lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEnt
 	return -EAGAIN;
 }
 
+void fsview_set_ledger(FsView *v, InoLedger *l, uint64_t epoch)
+{
+	v->ledger = l;
+	v->epoch = epoch;
+}
+
+void fsview_recovery(FsView *v, FsViewRecovery *ret)
+{
+	ret->dirs = __atomic_load_n(&v->rec.dirs, __ATOMIC_RELAXED);
+	ret->served = __atomic_load_n(&v->rec.served, __ATOMIC_RELAXED);
+	ret->stale = __atomic_load_n(&v->rec.stale, __ATOMIC_RELAXED);
+}
+
+/* A request for an inode this process never handed out: the kernel learned it from the previous
+ * daemon (takeover). A workload directory is rebuilt when its slot and serial name a live
+ * workload (they were restored from the ledger). A file is served again only when the bytes of
+ * its (workload, node) now are exactly those the previous daemon served under that number
+ * (the ledger's digest); anything else is -ESTALE: the reader's next open looks it up anew. */
+static int recover(FsView *v, uint64_t ino)
+{
+	_cleanup_(workload_unrefp) Workload *w = NULL;
+	_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
+	_cleanup_(tree_listing_freep) TreeListing *l = NULL;
+	_cleanup_(svid_blob_unrefp) SvidBlob *blob = NULL;
+	uint32_t slot, serial;
+	uint16_t id;
+	InodeAttr a;
+	int r;
+
+	if (!tree_ino_decode(ino, &slot, &id, &serial))
+		return -ENOENT;
+	w = sessions_get_by_slot(v->sessions, slot);
+	if (!w)
+		goto stale;
+	const Registration *reg = workload_registration(w);
+	if (id == TREE_ID_WORKLOAD) {
+		if (serial != (uint32_t)workload_dir_serial(w))
+			goto stale;
+		InodeAttr attr = {.mode = S_IFDIR | 0555, .uid = reg->uid, .gid = reg->gid,
+				  .mtime = workload_changed_at(w), .slot = slot,
+				  .owner = workload_dir_serial(w)};
+		if (!attr.mtime)
+			attr.mtime = v->started;
+		r = inode_table_add(v->inodes, ino, &attr, NULL, &a);
+		if (r >= 0)
+			__atomic_add_fetch(&v->rec.dirs, 1, __ATOMIC_RELAXED);
+		return r < 0 ? r : 0;
+	}
+	if (!v->ledger)
+		goto stale;
+	r = svid_store_get(v->store, workload_name(w), &set);
+	if (r < 0)
+		goto stale;
+	r = listing_of(w, set, &l);
+	if (r < 0)
+		return r;
+	const TreeNode *node = tree_listing_by_id(l, id);
+	if (!node || node->type != TREE_NODE_FILE)
+		goto stale; /* status.json and JWTs carry times: never the same bytes */
+	r = svid_render(set, node->svid_index, node->kind, node->arg, &blob);
+	if (r < 0)
+		return r;
+	if (ino_ledger_check(v->ledger, ino, svid_blob_data(blob), svid_blob_size(blob)) < 0)
+		goto stale;
+	InodeAttr attr = {.mode = S_IFREG | (node->secret ? reg->key_mode : reg->cert_mode),
+			  .uid = reg->uid, .gid = reg->gid, .slot = slot,
+			  .owner = workload_dir_serial(w), .generation = svid_set_generation(set),
+			  .mtime = workload_changed_at(w)};
+	if (!attr.mtime)
+		attr.mtime = svid_set_updated_at(set) ? svid_set_updated_at(set) : v->started;
+	r = inode_table_add(v->inodes, ino, &attr, blob, &a);
+	if (r < 0)
+		return r;
+	__atomic_add_fetch(&v->rec.served, 1, __ATOMIC_RELAXED);
+	return 0;
+stale:
+	__atomic_add_fetch(&v->rec.stale, 1, __ATOMIC_RELAXED);
+	return -ESTALE;
+}
+
+/* inode_table_get, recovering a previous daemon's inode on a miss. */
+static int get_inode(FsView *v, uint64_t ino, InodeAttr *ret_attr, SvidBlob **ret_blob)
+{
+	int r = inode_table_get(v->inodes, ino, ret_attr, ret_blob);
+	if (r != -ENOENT)
+		return r;
+	r = recover(v, ino);
+	if (r < 0)
+		return r;
+	return inode_table_get(v->inodes, ino, ret_attr, ret_blob);
+}
+
 int fsview_getattr(FsView *v, uint64_t ino, struct stat *ret, double *ret_timeout)
 {
 	InodeAttr a;
+	int r;
 
 	if (static_dir(ino)) {
 		static_stat(v, ino, ret);
 		*ret_timeout = FSVIEW_TIMEOUT;
 		return 0;
 	}
-	if (inode_table_get(v->inodes, ino, &a, NULL) < 0)
-		return -ENOENT;
+	r = get_inode(v, ino, &a, NULL);
+	if (r < 0)
+		return r;
 	fill_stat(ino, &a, ret);
 	uint32_t slot, serial;
 	uint16_t id;
@@ -452,8 +566,9 @@ int fsview_read(FsView *v, uint64_t ino, size_t size, off_t off, SvidBlob **ret_
 	SvidBlob *b = NULL;
 	InodeAttr a;
 
-	if (inode_table_get(v->inodes, ino, &a, &b) < 0)
-		return -ENOENT;
+	int r = get_inode(v, ino, &a, &b);
+	if (r < 0)
+		return r;
 	if (S_ISDIR(a.mode)) {
 		svid_blob_unref(b);
 		return -EISDIR;
@@ -618,4 +733,32 @@ int fsview_poll(FsView *v, uint64_t ino, struct fuse_pollhandle *ph)
 		return 1;
 	}
 	return workload_poll(w, a.generation, ph);
+}
+
+int fsview_invalidate_previous(FsView *v, Notify *n)
+{
+	char **names = NULL;
+	size_t n_names = 0, queued = 0;
+	int r = sessions_list_all(v->sessions, &names, &n_names);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n_names; i++) {
+		_cleanup_(workload_unrefp) Workload *w = sessions_get(v->sessions, names[i]);
+		_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
+		_cleanup_(tree_listing_freep) TreeListing *l = NULL;
+		free(names[i]);
+		if (!w || svid_store_get(v->store, workload_name(w), &set) < 0 ||
+		    listing_of(w, set, &l) < 0)
+			continue;
+		for (size_t k = 0; k < tree_listing_size(l); k++) {
+			const TreeNode *node = tree_listing_node(l, k);
+			if (node->parent != TREE_ID_WORKLOAD)
+				continue;
+			notify_inval_entry(n, workload_dir_ino(w), node->name);
+			queued++;
+		}
+	}
+	free(names);
+	return (int)MIN(queued, (size_t)INT_MAX);
 }

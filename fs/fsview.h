@@ -28,9 +28,25 @@ typedef struct FsView FsView;
 int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
 	       FsView **ret);
 FsView *fsview_free(FsView *v);
+/* Takeover: l (borrowed, may be NULL) records the previous daemon's file inodes; epoch is this
+ * process's generation for file entries. Set before serving. */
+struct InoLedger;
+void fsview_set_ledger(FsView *v, struct InoLedger *l, uint64_t epoch);
+/* Requests for inodes only a previous daemon had handed out. */
+typedef struct FsViewRecovery {
+	uint64_t dirs;   /* workload directories rebuilt from slot and serial */
+	uint64_t served; /* files whose current bytes matched the ledger: served */
+	uint64_t stale;  /* answered ESTALE */
+} FsViewRecovery;
+void fsview_recovery(FsView *v, FsViewRecovery *ret);
+/* After adopting a connection: queues an entry invalidation for every name in every workload
+ * directory, so that the kernel's dentries from the previous daemon (cached for a day) are
+ * looked up again and reach the current generation. Returns the count queued. */
+int fsview_invalidate_previous(FsView *v, Notify *n);
 
 typedef struct FsEntry {
 	uint64_t ino;
+	uint64_t generation; /* FUSE generation: 1 for directories, the process epoch for files */
 	struct stat st;
 	double entry_timeout, attr_timeout;
 } FsEntry;

@@ -31,7 +31,7 @@ static void reply_entry(fuse_req_t req, int r, const FsEntry *e)
 		fuse_reply_err(req, -r);
 		return;
 	}
-	struct fuse_entry_param p = {.ino = e->ino, .generation = 1, .attr = e->st,
+	struct fuse_entry_param p = {.ino = e->ino, .generation = e->generation, .attr = e->st,
 				     .attr_timeout = e->attr_timeout,
 				     .entry_timeout = e->entry_timeout};
 	if (fuse_reply_entry(req, &p) < 0)

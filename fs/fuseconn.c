@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/fuse.h>
 #include <fuse_lowlevel.h>
@@ -39,6 +40,7 @@ struct FuseConn {
 	size_t init_len;
 	bool have_init, replay_pending;
 	uint64_t requests;
+	uint64_t first_reply_us, last_reply_us; /* CLOCK_REALTIME, replies to the kernel */
 };
 
 static int conn_new(int fd, FuseConn **ret)
@@ -175,8 +177,18 @@ static ssize_t conn_read(int fd, void *buf, size_t len, void *userdata)
 	return n;
 }
 
+static uint64_t realtime_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static ssize_t conn_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
+	FuseConn *c = attached_conn;
+	ssize_t n;
+
 	if (count > 0 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
 		const struct fuse_out_header *h = iov[0].iov_base;
 		if (h->unique == REPLAY_UNIQUE) {
@@ -186,7 +198,14 @@ static ssize_t conn_writev(int fd, struct iovec *iov, int count, void *userdata)
 			return (ssize_t)total;
 		}
 	}
-	return writev(fd, iov, count);
+	n = writev(fd, iov, count);
+	if (n > 0 && c) {
+		uint64_t now = realtime_us(), zero = 0;
+		__atomic_store_n(&c->last_reply_us, now, __ATOMIC_RELAXED);
+		__atomic_compare_exchange_n(&c->first_reply_us, &zero, now, false,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	}
+	return n;
 }
 
 int fuse_conn_attach(FuseConn *c, struct fuse_session *se)
@@ -257,4 +276,14 @@ void fuse_conn_drain(FuseConn *c)
 uint64_t fuse_conn_requests(const FuseConn *c)
 {
 	return __atomic_load_n(&c->requests, __ATOMIC_RELAXED);
+}
+
+uint64_t fuse_conn_first_reply_us(const FuseConn *c)
+{
+	return __atomic_load_n(&c->first_reply_us, __ATOMIC_RELAXED);
+}
+
+uint64_t fuse_conn_last_reply_us(const FuseConn *c)
+{
+	return __atomic_load_n(&c->last_reply_us, __ATOMIC_RELAXED);
 }

@@ -42,3 +42,8 @@ void fuse_conn_drain(FuseConn *c);
 
 /* Counters for status: requests read, replies written. */
 uint64_t fuse_conn_requests(const FuseConn *c);
+/* Wall-clock microseconds of this process's first and latest reply to the kernel (0: none yet);
+ * the handover time is the successor's first minus the predecessor's last. Notifications count
+ * as replies too. */
+uint64_t fuse_conn_first_reply_us(const FuseConn *c);
+uint64_t fuse_conn_last_reply_us(const FuseConn *c);

@@ -6,6 +6,7 @@
 
 #include "cleanup.h"
 #include "inodes.h"
+#include "ledger.h"
 #include "macro.h"
 
 typedef struct Inode {
@@ -22,6 +23,7 @@ struct InodeTable {
 	size_t n_buckets; /* power of two */
 	size_t n;
 	size_t bytes;
+	InoLedger *ledger; /* optional: file inodes handed to the kernel, for a successor */
 };
 
 static size_t hash(uint64_t x)
@@ -137,7 +139,12 @@ int inode_table_add(InodeTable *t, uint64_t ino, const InodeAttr *attr, SvidBlob
 	*ret_attr = fresh->attr;
 	if (t->n > t->n_buckets)
 		grow(t);
+	InoLedger *ledger = t->ledger;
 	pthread_mutex_unlock(&t->lock);
+	/* Recorded before the kernel hears of the inode (our reply comes after this returns).
+	 * -ENOSPC: the inode is just not recoverable by a successor (it answers ESTALE). */
+	if (ledger && blob)
+		(void)ino_ledger_record(ledger, ino, svid_blob_data(blob), svid_blob_size(blob));
 	return 0;
 }
 
@@ -165,6 +172,7 @@ void inode_table_forget(InodeTable *t, uint64_t ino, uint64_t nlookup)
 
 	pthread_mutex_lock(&t->lock);
 	Inode **p = find(t, ino);
+	bool unknown = !*p;
 	if (*p) {
 		Inode *e = *p;
 		e->nlookup = e->nlookup > nlookup ? e->nlookup - nlookup : 0;
@@ -177,7 +185,11 @@ void inode_table_forget(InodeTable *t, uint64_t ino, uint64_t nlookup)
 			gone = e;
 		}
 	}
+	InoLedger *ledger = t->ledger;
 	pthread_mutex_unlock(&t->lock);
+	/* Gone from the kernel (or never known here: an inode of a previous daemon). */
+	if (ledger && (gone || unknown))
+		(void)ino_ledger_forget(ledger, ino);
 	/* Outside the lock: the last unref of a secret blob wipes it. */
 	svid_blob_unref(drop);
 	free(gone);
@@ -244,4 +256,11 @@ size_t inode_table_bytes(InodeTable *t)
 	size_t n = t->bytes;
 	pthread_mutex_unlock(&t->lock);
 	return n;
+}
+
+void inode_table_set_ledger(InodeTable *t, InoLedger *l)
+{
+	pthread_mutex_lock(&t->lock);
+	t->ledger = l;
+	pthread_mutex_unlock(&t->lock);
 }

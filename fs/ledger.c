@@ -30,14 +30,22 @@ typedef struct Header {
 	uint64_t capacity;   /* power of two */
 	uint64_t rebuilding; /* non-zero while entries are being moved: contents untrustworthy */
 	uint64_t used, tombs;
-	uint64_t pad[3];
+	uint64_t n_slots;    /* workload slot table after the entries (0 in older ledgers) */
+	uint64_t pad[2];
 } Header;
+
+/* Which workload a slot held: its name and directory serial (its directory's inode number). */
+typedef struct Slot {
+	uint64_t dir_serial; /* 0: free; written last on set, first on clear */
+	char name[LEDGER_NAME_MAX + 1];
+} Slot;
 
 struct InoLedger {
 	int fd;
 	size_t map_len;
 	Header *h;
 	Entry *e;
+	Slot *slots;
 	pthread_mutex_t lock;
 };
 
@@ -49,9 +57,14 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-static int ledger_map(int fd, size_t capacity, bool create, InoLedger **ret)
+static size_t map_size(size_t capacity, size_t n_slots)
 {
-	size_t len = sizeof(Header) + capacity * sizeof(Entry);
+	return sizeof(Header) + capacity * sizeof(Entry) + n_slots * sizeof(Slot);
+}
+
+static int ledger_map(int fd, size_t capacity, size_t n_slots, bool create, InoLedger **ret)
+{
+	size_t len = map_size(capacity, n_slots);
 	InoLedger *l;
 	void *p;
 
@@ -69,6 +82,7 @@ static int ledger_map(int fd, size_t capacity, bool create, InoLedger **ret)
 	l->map_len = len;
 	l->h = p;
 	l->e = (Entry *)((Header *)p + 1);
+	l->slots = (Slot *)(l->e + capacity);
 	pthread_mutex_init(&l->lock, NULL);
 	*ret = l;
 	return 0;
@@ -86,12 +100,13 @@ int ino_ledger_new(size_t capacity, InoLedger **ret)
 	fd = memfd_create("svidfs-ledger", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return negative_errno();
-	r = ledger_map(fd, cap, true, ret);
+	r = ledger_map(fd, cap, LEDGER_SLOTS, true, ret);
 	if (r < 0) {
 		close(fd);
 		return r;
 	}
 	(*ret)->h->capacity = cap;
+	(*ret)->h->n_slots = LEDGER_SLOTS;
 	__atomic_store_n(&(*ret)->h->magic, LEDGER_MAGIC, __ATOMIC_RELEASE);
 	/* Only grows by replacement: forbid shrinking under a reader's mapping. */
 	fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
@@ -109,9 +124,9 @@ int ino_ledger_adopt(int fd, InoLedger **ret)
 	if ((size_t)st.st_size < sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
 		return -EINVAL;
 	if (h.magic != LEDGER_MAGIC || h.capacity == 0 || (h.capacity & (h.capacity - 1)) ||
-	    sizeof(Header) + h.capacity * sizeof(Entry) != (size_t)st.st_size)
+	    h.n_slots > 1u << 20 || map_size(h.capacity, h.n_slots) != (size_t)st.st_size)
 		return -EINVAL;
-	r = ledger_map(fd, h.capacity, false, ret);
+	r = ledger_map(fd, h.capacity, h.n_slots, false, ret);
 	if (r < 0)
 		return r;
 	if ((*ret)->h->rebuilding) {
@@ -270,4 +285,43 @@ size_t ino_ledger_count(InoLedger *l)
 	n = l->h->used;
 	pthread_mutex_unlock(&l->lock);
 	return n;
+}
+
+int ino_ledger_set_workload(InoLedger *l, uint32_t slot, uint64_t dir_serial, const char *name)
+{
+	if (slot >= l->h->n_slots)
+		return -ENOSPC;
+	if (name && (strlen(name) > LEDGER_NAME_MAX || dir_serial == 0))
+		return -EINVAL;
+	pthread_mutex_lock(&l->lock);
+	Slot *s = &l->slots[slot];
+	/* A crash between the two stores leaves the slot free, never half-named. */
+	__atomic_store_n(&s->dir_serial, 0, __ATOMIC_RELEASE);
+	if (name) {
+		memset(s->name, 0, sizeof s->name);
+		memcpy(s->name, name, strlen(name));
+		__atomic_store_n(&s->dir_serial, dir_serial, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return 0;
+}
+
+int ino_ledger_find_workload(InoLedger *l, const char *name, uint32_t *ret_slot,
+			     uint64_t *ret_dir_serial)
+{
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&l->lock);
+	for (uint64_t i = 0; i < l->h->n_slots; i++) {
+		Slot *s = &l->slots[i];
+		uint64_t serial = __atomic_load_n(&s->dir_serial, __ATOMIC_ACQUIRE);
+		if (serial == 0 || strncmp(s->name, name, sizeof s->name) != 0)
+			continue;
+		*ret_slot = (uint32_t)i;
+		*ret_dir_serial = serial;
+		r = 0;
+		break;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return r;
 }

@@ -27,3 +27,13 @@ int ino_ledger_forget(InoLedger *l, uint64_t ino); /* -ENOENT if not recorded */
 /* 0 when ino was recorded with exactly these bytes, -ESTALE when with others, -ENOENT unknown. */
 int ino_ledger_check(InoLedger *l, uint64_t ino, const void *data, size_t len);
 size_t ino_ledger_count(InoLedger *l);
+
+/* The workload slot table (same memfd): which workload held a slot, with its directory serial,
+ * so that a new daemon gives every reloaded workload the directory inode the kernel (and every
+ * pod's bind mount) already holds. Slots 0..LEDGER_SLOTS-1; -ENOSPC above. name NULL clears. */
+#define LEDGER_SLOTS 8192
+#define LEDGER_NAME_MAX 271 /* "identities/" + 255 bytes fits */
+int ino_ledger_set_workload(InoLedger *l, uint32_t slot, uint64_t dir_serial, const char *name);
+/* -ENOENT when no slot holds name. */
+int ino_ledger_find_workload(InoLedger *l, const char *name, uint32_t *ret_slot,
+			     uint64_t *ret_dir_serial);

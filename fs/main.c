@@ -12,6 +12,11 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <systemd/sd-daemon.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +26,9 @@
 #include "control.h"
 #include "fsview.h"
 #include "fuse_ops.h"
+#include "fuseconn.h"
+#include "handover.h"
+#include "ledger.h"
 #include "inodes.h"
 #include "log.h"
 #include "macro.h"
@@ -29,6 +37,8 @@
 #include "sessions.h"
 #include "store.h"
 #include "workload.h"
+
+DEFINE_CLEANUP_FUNC(KvMsg, kv_free)
 
 /* Decodes the octal escapes of /proc/self/mountinfo fields in place. */
 static void unescape(char *s)
@@ -119,61 +129,526 @@ static int mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
-/* Everything about mounting lives here, so that adopting a live /dev/fuse fd later (restart
- * survival) replaces one function. */
-static int fuse_mount_start(const Config *cfg, FsView *view, struct fuse_session **ret)
-{
-	char *argv[] = {"svidfs", "-o",
-			"ro,allow_other,default_permissions,fsname=svidfs,subtype=svidfs",
-			cfg->fuse_debug ? "-d" : NULL, NULL};
-	struct fuse_args args = FUSE_ARGS_INIT(cfg->fuse_debug ? 4 : 3, argv);
-	struct fuse_session *se;
-	int r;
+/* ---- takeover: the FUSE connection outlives the daemon (docs/takeover.md) ---- */
 
-	r = clean_stale_mount(cfg->mountpoint);
-	if (r < 0)
-		return r;
-	r = mkdir_p(cfg->mountpoint, 0755);
-	if (r < 0)
-		return log_error_errno(r, "cannot create the mountpoint %s", cfg->mountpoint);
-	se = fuse_session_new(&args, &svidfs_fuse_ops, sizeof svidfs_fuse_ops, view);
-	fuse_opt_free_args(&args);
-	if (!se)
-		return log_error_errno(-EINVAL, "cannot create the FUSE session");
-	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
-		fuse_session_destroy(se);
-		return log_error_errno(-EIO, "cannot mount svidfs on %s", cfg->mountpoint);
-	}
-	*ret = se;
+typedef enum StopMode {
+	STOP_NONE,
+	STOP_UNMOUNT,  /* a real stop: unmount, the keeper forgets the connection */
+	STOP_KEEP,     /* restart: leave the connection with the keeper */
+	STOP_HANDOVER, /* planned upgrade: the connection goes to a successor */
+} StopMode;
+
+typedef struct Daemon {
+	Config *cfg;
+	HandoverKeeper keeper;
+	char *keeper_path;
+	char *handover_path;
+	FuseConn *conn;
+	InoLedger *ledger;
+	struct fuse_session *se;
+	Control *control;
+	Sessions *sessions;
+	FsView *view;
+	Notify *notify;
+	uint64_t epoch;
+	int64_t mounted_at;
+	unsigned takeovers;
+	bool adopted;
+	uint64_t prev_last_reply_us; /* the predecessor's last reply (planned handover) */
+	int pred_fd;  /* connection to the predecessor: hangs up when it exited */
+	int succ_fd;  /* connection to the successor: open until we exit */
+	int stop_mode; /* StopMode, atomic */
+	int stop_signal;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool loop_done, handover_done, handed_over;
+
+	int ho_listen, ho_stop;
+	pthread_t ho_thread;
+	bool ho_running;
+	bool late_ok;
+} Daemon;
+
+static Daemon *the_daemon; /* for the signal handler */
+
+static void request_stop(Daemon *d, StopMode mode)
+{
+	int none = STOP_NONE;
+	__atomic_compare_exchange_n(&d->stop_mode, &none, (int)mode, false, __ATOMIC_SEQ_CST,
+				    __ATOMIC_SEQ_CST);
+	if (d->conn)
+		fuse_conn_drain(d->conn);
+}
+
+/* Async-signal-safe: an atomic and an eventfd write. */
+static void on_signal(int sig)
+{
+	Daemon *d = the_daemon;
+	if (!d)
+		return;
+	__atomic_store_n(&d->stop_signal, sig, __ATOMIC_SEQ_CST);
+	request_stop(d, d->keeper.type != HANDOVER_KEEPER_NONE ? STOP_KEEP : STOP_UNMOUNT);
+}
+
+static void on_control_shutdown(void *userdata, bool unmount)
+{
+	Daemon *d = userdata;
+	log_info("shutdown requested over the control socket (%s)",
+		 unmount ? "unmount" : "keep the connection");
+	request_stop(d, unmount || d->keeper.type == HANDOVER_KEEPER_NONE ? STOP_UNMOUNT
+									  : STOP_KEEP);
+}
+
+static int resolve_keeper(Daemon *d)
+{
+	const char *k = d->cfg->keeper;
+
+	if (!k)
+		k = getenv("NOTIFY_SOCKET") ? "systemd" : "none";
+	if (streq(k, "systemd"))
+		d->keeper.type = HANDOVER_KEEPER_SYSTEMD;
+	else if (strncmp(k, "socket:", 7) == 0) {
+		d->keeper_path = strdup(k + 7);
+		if (!d->keeper_path)
+			return -ENOMEM;
+		d->keeper.type = HANDOVER_KEEPER_SOCKET;
+		d->keeper.path = d->keeper_path;
+	} else
+		d->keeper.type = HANDOVER_KEEPER_NONE;
+	/* handover.sock next to the control socket */
+	const char *cs = d->cfg->control_socket, *slash = strrchr(cs, '/');
+	if (asprintf(&d->handover_path, "%.*s/handover.sock", (int)(slash - cs), cs) < 0)
+		return -ENOMEM;
 	return 0;
 }
 
-typedef struct ReadyCtx {
-	const char *mountpoint;
-	Control *control;
-	Sessions *sessions;
-	struct fuse_session *se;
-} ReadyCtx;
+static uint64_t facts_u64(const KvMsg *m, const char *key)
+{
+	const char *v = kv_get(m, key);
+	return v ? strtoull(v, NULL, 10) : 0;
+}
 
-/* READY=1 once the mount answers (a stat goes through the FUSE loop). */
+/* The facts that travel with the connection. */
+static int build_facts(Daemon *d, KvMsg **ret)
+{
+	_cleanup_free_ char *hex = NULL;
+	const void *init;
+	size_t len;
+	KvMsg *m;
+	int r;
+
+	r = fuse_conn_get_init(d->conn, &init, &len);
+	if (r < 0)
+		return r;
+	r = handover_hex_encode(init, len, &hex);
+	if (r < 0)
+		return r;
+	r = kv_new(&m);
+	if (r < 0)
+		return r;
+	kv_add(m, "init", hex);
+	kv_addf(m, "mounted_at", "%lld", (long long)d->mounted_at);
+	kv_addf(m, "takeovers", "%u", d->takeovers);
+	kv_add(m, "mountpoint", d->cfg->mountpoint);
+	kv_addf(m, "epoch", "%llu", (unsigned long long)d->epoch);
+	kv_addf(m, "last_reply_us", "%llu",
+		(unsigned long long)fuse_conn_last_reply_us(d->conn));
+	*ret = m;
+	return 0;
+}
+
+static int stash(Daemon *d)
+{
+	KvMsg *facts = NULL;
+	int fds[2], r;
+
+	if (d->keeper.type == HANDOVER_KEEPER_NONE)
+		return 0;
+	r = build_facts(d, &facts);
+	if (r < 0)
+		return log_error_errno(r, "cannot describe the FUSE connection for the keeper");
+	fds[0] = fuse_conn_fd(d->conn);
+	fds[1] = ino_ledger_fd(d->ledger);
+	r = handover_stash(&d->keeper, fds, 2, facts);
+	kv_free(facts);
+	if (r < 0)
+		return log_error_errno(r, "cannot hand the FUSE connection to the keeper (%s)",
+				       d->keeper.type == HANDOVER_KEEPER_SYSTEMD ? "systemd"
+										 : d->keeper.path);
+	return 0;
+}
+
+/* Planned upgrade: ask the running daemon for its connection. */
+static int fetch_from_predecessor(Daemon *d, int *fds, size_t *n_fds, KvMsg **facts)
+{
+	_cleanup_(kv_freep) KvMsg *req = NULL;
+	int s, r;
+
+	s = handover_connect(d->handover_path);
+	if (s < 0)
+		return log_error_errno(s, "--takeover: no daemon answers on %s", d->handover_path);
+	r = kv_new(&req);
+	if (r >= 0)
+		r = kv_add(req, "op", "takeover");
+	if (r >= 0)
+		r = handover_send(s, req, NULL, 0);
+	if (r >= 0)
+		r = handover_recv(s, 30000, facts, fds, n_fds);
+	if (r >= 0) {
+		const char *st = kv_get(*facts, "status");
+		r = st ? atoi(st) : -EPROTO;
+		if (r >= 0 && *n_fds < 1)
+			r = -EPROTO;
+		if (r < 0) {
+			for (size_t i = 0; i < *n_fds; i++)
+				close(fds[i]);
+			kv_free(*facts);
+			*facts = NULL;
+		}
+	}
+	if (r < 0) {
+		close(s);
+		return log_error_errno(r, "--takeover: the running daemon did not hand over");
+	}
+	d->pred_fd = s;
+	return 0;
+}
+
+/* Either adopts a live connection (a predecessor's, or the keeper's) or mounts afresh. */
+static int fuse_mount_start(Daemon *d)
+{
+	const Config *cfg = d->cfg;
+	char *argv[] = {"svidfs", cfg->fuse_debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(cfg->fuse_debug ? 2 : 1, argv);
+	_cleanup_(kv_freep) KvMsg *facts = NULL;
+	int fds[HANDOVER_MAX_FDS];
+	size_t n_fds = 0;
+	int r;
+
+	if (cfg->takeover) {
+		r = fetch_from_predecessor(d, fds, &n_fds, &facts);
+		if (r < 0)
+			return r;
+	} else if (d->keeper.type != HANDOVER_KEEPER_NONE) {
+		r = handover_fetch(&d->keeper, fds, &n_fds, &facts);
+		if (r < 0 && r != -ENOENT && r != -ECONNREFUSED)
+			log_warning_errno(r, "the keeper did not answer; mounting afresh");
+		if (r < 0)
+			n_fds = 0;
+	}
+	if (n_fds > 0) {
+		const char *mp = kv_get(facts, "mountpoint");
+		uint8_t init[FUSE_CONN_INIT_MAX];
+		size_t len = 0;
+		r = kv_get(facts, "init") ? handover_hex_decode(kv_get(facts, "init"), init,
+							        sizeof init, &len)
+					  : -EINVAL;
+		/* A connection whose mount is gone (unmounted by hand) cannot be adopted. */
+		if (r >= 0 && (!mp || !streq(mp, cfg->mountpoint) || mount_kind(cfg->mountpoint) != 1))
+			r = -ESTALE;
+		if (r >= 0)
+			r = fuse_conn_adopt(fds[0], init, len, &d->conn);
+		if (r >= 0 && n_fds > 1 && ino_ledger_adopt(fds[1], &d->ledger) < 0)
+			log_warning("the previous daemon's inode ledger is unusable: its inodes "
+				    "answer ESTALE");
+		else if (r >= 0 && n_fds > 1)
+			fds[1] = -1;
+		for (size_t i = r >= 0 ? 1 : 0; i < n_fds; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		if (r < 0) {
+			log_warning_errno(r, "cannot adopt the kept connection; mounting afresh");
+			if (d->keeper.type != HANDOVER_KEEPER_NONE)
+				handover_release(&d->keeper);
+			if (cfg->takeover)
+				return r;
+		} else {
+			d->adopted = true;
+			d->mounted_at = (int64_t)facts_u64(facts, "mounted_at");
+			d->takeovers = (unsigned)facts_u64(facts, "takeovers") + 1;
+			d->prev_last_reply_us = facts_u64(facts, "last_reply_us");
+		}
+	}
+	if (!d->adopted) {
+		r = clean_stale_mount(cfg->mountpoint);
+		if (r < 0)
+			return r;
+		r = mkdir_p(cfg->mountpoint, 0755);
+		if (r < 0)
+			return log_error_errno(r, "cannot create the mountpoint %s", cfg->mountpoint);
+		r = fuse_conn_mount(cfg->mountpoint, "svidfs", &d->conn);
+		if (r < 0)
+			return log_error_errno(r, "cannot mount svidfs on %s", cfg->mountpoint);
+		d->mounted_at = (int64_t)time(NULL);
+	}
+	if (!d->ledger) {
+		r = ino_ledger_new(0, &d->ledger);
+		if (r < 0)
+			return log_error_errno(r, "cannot create the inode ledger");
+	}
+	d->se = fuse_session_new(&args, &svidfs_fuse_ops, sizeof svidfs_fuse_ops, d->view);
+	fuse_opt_free_args(&args);
+	if (!d->se)
+		return log_error_errno(-EINVAL, "cannot create the FUSE session");
+	r = fuse_conn_attach(d->conn, d->se);
+	if (r < 0)
+		return log_error_errno(r, "cannot attach the FUSE connection");
+	if (d->adopted) {
+		log_info("adopted the FUSE connection at %s (mounted %lld, takeover %u)",
+			 cfg->mountpoint, (long long)d->mounted_at, d->takeovers);
+		r = fuse_conn_request_resend(d->conn);
+		if (r == -EOPNOTSUPP)
+			log_warning("kernel < 6.9: a request the old daemon held when it died stays "
+				    "blocked");
+		else if (r < 0)
+			log_warning_errno(r, "cannot ask the kernel to resend pending requests");
+	}
+	return 0;
+}
+
+/* After adopting: serve nothing until every reloaded workload has its first SVID, so a lookup
+ * right after the restart never sees an empty directory. Requests queue in the kernel. */
+static void adopt_wait(Daemon *d)
+{
+	char **names = NULL;
+	size_t n = 0, missing = 0;
+	struct timespec t0, t1;
+
+	if (d->cfg->adopt_wait_ms == 0 || sessions_list_all(d->sessions, &names, &n) < 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (size_t i = 0; i < n; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		long left = (long)d->cfg->adopt_wait_ms - spent;
+		size_t svids;
+		if (__atomic_load_n(&d->stop_mode, __ATOMIC_SEQ_CST) != STOP_NONE ||
+		    sessions_wait(d->sessions, names[i], (int)MAX(left, 0L), &svids) < 0)
+			missing++;
+		free(names[i]);
+	}
+	free(names);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	if (missing)
+		log_warning("serving after %ld ms with %zu of %zu workload(s) still without SVIDs", ms,
+			    missing, n);
+	else
+		log_info("all %zu workload(s) have their SVIDs after %ld ms", n, ms);
+}
+
+/* ---- the handover socket: a successor started with --takeover asks for the connection ---- */
+
+static void *handover_thread(void *userdata)
+{
+	Daemon *d = userdata;
+
+	for (;;) {
+		struct pollfd p[2] = {{.fd = d->ho_listen, .events = POLLIN},
+				      {.fd = d->ho_stop, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error_errno(negative_errno(), "handover socket: poll failed");
+			return NULL;
+		}
+		if (p[1].revents)
+			return NULL;
+		int s = accept4(d->ho_listen, NULL, NULL, SOCK_CLOEXEC);
+		if (s < 0)
+			continue;
+		struct ucred cred;
+		socklen_t cl = sizeof cred;
+		_cleanup_(kv_freep) KvMsg *req = NULL, *rep = NULL;
+		if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != 0 ||
+		    handover_recv(s, 5000, &req, NULL, NULL) < 0 || !kv_get(req, "op") ||
+		    !streq(kv_get(req, "op"), "takeover")) {
+			close(s);
+			continue;
+		}
+		int none = STOP_NONE;
+		if (!__atomic_compare_exchange_n(&d->stop_mode, &none, STOP_HANDOVER, false,
+						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+			if (kv_new(&rep) >= 0) {
+				kv_add(rep, "status", "-16"); /* -EBUSY: already stopping */
+				handover_send(s, rep, NULL, 0);
+			}
+			close(s);
+			continue;
+		}
+		log_info("handing the FUSE connection over to pid %d", (int)cred.pid);
+		/* Stop reading; the workers answer what they hold; the loop returns. */
+		fuse_conn_drain(d->conn);
+		pthread_mutex_lock(&d->lock);
+		while (!d->loop_done)
+			pthread_cond_wait(&d->cond, &d->lock);
+		pthread_mutex_unlock(&d->lock);
+		int fds[2] = {fuse_conn_fd(d->conn), ino_ledger_fd(d->ledger)};
+		int r = build_facts(d, &rep);
+		if (r >= 0) {
+			kv_add(rep, "status", "0");
+			r = handover_send(s, rep, fds, 2);
+		}
+		if (r < 0)
+			log_error_errno(r, "cannot hand the connection over to pid %d", (int)cred.pid);
+		pthread_mutex_lock(&d->lock);
+		d->handed_over = r >= 0;
+		d->handover_done = true;
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+		/* Kept open until we exit: the successor waits for the hang-up. */
+		d->succ_fd = s;
+		return NULL;
+	}
+}
+
+static int handover_listen(Daemon *d)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int r;
+
+	if (strlen(d->handover_path) >= sizeof sa.sun_path)
+		return log_error_errno(-ENAMETOOLONG, "%s: path too long", d->handover_path);
+	strcpy(sa.sun_path, d->handover_path);
+	d->ho_listen = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (d->ho_listen < 0)
+		return log_error_errno(negative_errno(), "cannot create the handover socket");
+	(void)unlink(d->handover_path);
+	mode_t old = umask(0077);
+	r = bind(d->ho_listen, (struct sockaddr *)&sa, sizeof sa) < 0 ? negative_errno() : 0;
+	umask(old);
+	if (r >= 0 && listen(d->ho_listen, 4) < 0)
+		r = negative_errno();
+	if (r < 0)
+		return log_error_errno(r, "cannot listen on %s", d->handover_path);
+	d->ho_stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->ho_stop < 0)
+		return log_error_errno(negative_errno(), "cannot create an eventfd");
+	r = -pthread_create(&d->ho_thread, NULL, handover_thread, d);
+	if (r < 0)
+		return log_error_errno(r, "cannot start the handover thread");
+	d->ho_running = true;
+	return 0;
+}
+
+static void handover_stop(Daemon *d)
+{
+	uint64_t one = 1;
+
+	if (d->ho_running) {
+		if (write(d->ho_stop, &one, sizeof one) < 0) {
+			/* an eventfd write does not fail here */
+		}
+		pthread_join(d->ho_thread, NULL);
+		d->ho_running = false;
+	}
+	if (d->ho_listen >= 0) {
+		close(d->ho_listen);
+		d->ho_listen = -1;
+		/* Only ours: a successor binds its own after we exit. */
+		if (__atomic_load_n(&d->stop_mode, __ATOMIC_SEQ_CST) != STOP_HANDOVER)
+			(void)unlink(d->handover_path);
+	}
+	if (d->ho_stop >= 0) {
+		close(d->ho_stop);
+		d->ho_stop = -1;
+	}
+}
+
+/* Sockets a predecessor still holds: wait until it has exited (it hangs up), then bind ours. */
+static int late_start(Daemon *d)
+{
+	int r;
+
+	if (d->pred_fd >= 0) {
+		struct pollfd p = {.fd = d->pred_fd, .events = POLLIN};
+		char b;
+		for (int i = 0; i < 300; i++) {
+			if (poll(&p, 1, 100) > 0 && (p.revents & (POLLHUP | POLLERR) ||
+						     recv(d->pred_fd, &b, 1, MSG_DONTWAIT) == 0))
+				break;
+		}
+		close(d->pred_fd);
+		d->pred_fd = -1;
+	}
+	r = control_start(d->control);
+	if (r >= 0)
+		r = handover_listen(d);
+	return r;
+}
+
+/* Whether the mount answers (a stat of its root through the FUSE loop), checked in a child
+ * process: if the loop stops meanwhile, the stat would block until the next daemon, and only a
+ * process can be killed out of it. 1 answered, 0 not (yet), -errno. */
+static int mount_answers(Daemon *d, int timeout_ms)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return negative_errno();
+	if (pid == 0) {
+		struct stat st;
+		_exit(stat(d->cfg->mountpoint, &st) == 0 && st.st_ino == TREE_INO_ROOT ? 0 : 1);
+	}
+	for (int i = 0; i < timeout_ms / 10; i++) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 1 : 0;
+		pthread_mutex_lock(&d->lock);
+		bool done = d->loop_done;
+		pthread_mutex_unlock(&d->lock);
+		if (done)
+			break;
+		usleep(10 * 1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return 0;
+}
+
+/* Once the mount answers: READY=1, hand the connection to the keeper, and after an adoption
+ * drop the previous daemon's dentries. Binds the sockets a predecessor held, first. */
 static void *ready_thread(void *userdata)
 {
-	ReadyCtx *c = userdata;
-	struct stat st;
+	Daemon *d = userdata;
 
-	for (int i = 0; i < 600 && !fuse_session_exited(c->se); i++) {
-		if (stat(c->mountpoint, &st) == 0 && st.st_ino == TREE_INO_ROOT) {
+	if (!d->late_ok && late_start(d) < 0) {
+		log_error("cannot serve the control socket: stopping");
+		request_stop(d, d->keeper.type != HANDOVER_KEEPER_NONE ? STOP_KEEP : STOP_UNMOUNT);
+		return NULL;
+	}
+	for (int i = 0; i < 600; i++) {
+		pthread_mutex_lock(&d->lock);
+		bool done = d->loop_done;
+		pthread_mutex_unlock(&d->lock);
+		if (done)
+			return NULL;
+		if (mount_answers(d, 5000) > 0) {
 			size_t pods, ids, ready;
-			sessions_count(c->sessions, &pods, &ids, &ready);
-			control_set_mounted_at(c->control, (int64_t)time(NULL));
+			sessions_count(d->sessions, &pods, &ids, &ready);
+			control_set_mounted_at(d->control, d->mounted_at);
+			control_set_takeovers(d->control, d->takeovers);
+			stash(d);
+			if (d->adopted) {
+				int n = fsview_invalidate_previous(d->view, d->notify);
+				uint64_t first = fuse_conn_first_reply_us(d->conn);
+				if (d->prev_last_reply_us && first > d->prev_last_reply_us)
+					log_info("handover: first reply %.1f ms after the previous "
+						 "daemon's last; %d name(s) invalidated",
+						 (double)(first - d->prev_last_reply_us) / 1000.0, n);
+				log_info("first reply at %llu us (takeover %u)",
+					 (unsigned long long)first, d->takeovers);
+			}
 			sd_notifyf(0, "READY=1\nSTATUS=%zu pod(s), %zu identit%s", pods, ids,
 				   ids == 1 ? "y" : "ies");
-			log_info("svidfs %s serving %s", SVIDFS_VERSION, c->mountpoint);
+			log_info("svidfs %s serving %s", SVIDFS_VERSION, d->cfg->mountpoint);
 			return NULL;
 		}
 		usleep(50 * 1000);
 	}
-	log_error("the mount at %s did not answer", c->mountpoint);
+	log_error("the mount at %s did not answer", d->cfg->mountpoint);
 	return NULL;
 }
 
@@ -185,59 +660,79 @@ static void access_policy_freep_(AccessPolicy **p)
 static int run(Config *cfg)
 {
 	_cleanup_(access_policy_freep_) AccessPolicy *policy = NULL;
+	Daemon dd = {.cfg = cfg, .pred_fd = -1, .succ_fd = -1, .ho_listen = -1, .ho_stop = -1},
+	       *d = &dd;
 	SvidStore *store = NULL;
 	InodeTable *inodes = NULL;
-	Notify *notify = NULL;
-	Sessions *sessions = NULL;
-	FsView *view = NULL;
-	Control *control = NULL;
-	struct fuse_session *se = NULL;
 	struct fuse_loop_config *loop = NULL;
 	pthread_t ready;
 	bool ready_started = false;
 	struct timespec ts;
 	int r;
 
-	r = access_policy_new(cfg->cgroup_root, cfg->pod_pattern, &policy);
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	r = resolve_keeper(d);
 	if (r < 0)
-		return log_error_errno(r, "bad cgroup_root or pod_pattern");
+		goto out;
+	r = access_policy_new(cfg->cgroup_root, cfg->pod_pattern, &policy);
+	if (r < 0) {
+		log_error_errno(r, "bad cgroup_root or pod_pattern");
+		goto out;
+	}
 	/* Generations and serials start above any earlier run's: microseconds of wall clock. */
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t base = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	d->epoch = base;
 	workload_serial_init(base);
 	r = svid_store_new(base, &store);
 	if (r >= 0)
 		r = inode_table_new(&inodes);
 	if (r >= 0)
-		r = notify_new(&notify);
+		r = notify_new(&d->notify);
 	if (r >= 0)
-		r = sessions_new(cfg, store, inodes, notify, &sessions);
+		r = sessions_new(cfg, store, inodes, d->notify, &d->sessions);
 	if (r >= 0)
-		r = fsview_new(sessions, store, inodes, policy, &view);
+		r = fsview_new(d->sessions, store, inodes, policy, &d->view);
 	if (r >= 0) {
-		ControlContext cc = {.cfg = cfg, .sessions = sessions, .store = store,
-				     .inodes = inodes, .started_at = (int64_t)ts.tv_sec};
-		r = control_new(&cc, &control);
+		ControlContext cc = {.cfg = cfg, .sessions = d->sessions, .store = store,
+				     .inodes = inodes, .started_at = (int64_t)ts.tv_sec,
+				     .view = d->view, .shutdown = on_control_shutdown,
+				     .shutdown_userdata = d};
+		r = control_new(&cc, &d->control);
 	}
 	if (r < 0) {
 		log_error_errno(r, "cannot set up the daemon");
 		goto out;
 	}
-	r = fuse_mount_start(cfg, view, &se);
+	/* Signals drain the loop (it answers what it holds, then returns). */
+	the_daemon = d;
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
+	r = fuse_mount_start(d);
 	if (r < 0)
 		goto out;
-	r = notify_start(notify, se);
+	inode_table_set_ledger(inodes, d->ledger);
+	sessions_set_ledger(d->sessions, d->ledger);
+	fsview_set_ledger(d->view, d->ledger, d->epoch);
+	r = notify_start(d->notify, d->se);
 	if (r >= 0)
-		r = sessions_start(sessions);
-	if (r >= 0)
-		r = control_start(control);
-	if (r >= 0 && fuse_set_signal_handlers(se) != 0)
-		r = log_error_errno(-EIO, "cannot install signal handlers");
+		r = sessions_start(d->sessions);
 	if (r < 0)
 		goto unmount;
-
-	ReadyCtx rc = {cfg->mountpoint, control, sessions, se};
-	if (pthread_create(&ready, NULL, ready_thread, &rc) == 0)
+	if (d->adopted)
+		adopt_wait(d);
+	if (d->pred_fd < 0) {
+		r = late_start(d);
+		if (r < 0)
+			goto unmount;
+		d->late_ok = true;
+	}
+	if (pthread_create(&ready, NULL, ready_thread, d) == 0)
 		ready_started = true;
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
@@ -246,37 +741,78 @@ static int run(Config *cfg)
 	}
 	fuse_loop_cfg_set_clone_fd(loop, 0);
 	fuse_loop_cfg_set_idle_threads(loop, cfg->threads);
-	/* 0, a negative errno, or the number of the signal that ended it. */
-	r = fuse_session_loop_mt(se, loop);
-	if (r < 0)
-		log_error_errno(r, "the FUSE loop failed");
-	else if (r > 0)
-		log_info("received signal %d", r);
-	r = MIN(r, 0);
+	if (__atomic_load_n(&d->stop_mode, __ATOMIC_SEQ_CST) == STOP_NONE) {
+		/* 0 or a negative errno. */
+		r = fuse_session_loop_mt(d->se, loop);
+		if (r < 0)
+			log_error_errno(r, "the FUSE loop failed");
+		r = MIN(r, 0);
+	}
+	if (__atomic_load_n(&d->stop_signal, __ATOMIC_SEQ_CST))
+		log_info("received signal %d", d->stop_signal);
 	sd_notify(0, "STOPPING=1");
-	log_info("shutting down");
 
 unmount:
-	fuse_session_exit(se);
-	fuse_remove_signal_handlers(se);
-	control = control_free(control);
-	notify_stop(notify);
-	/* Unmounting closes the connection, which also fails a stat the ready thread may have
-	 * pending, so join it only afterwards. */
-	fuse_session_unmount(se);
+	pthread_mutex_lock(&d->lock);
+	d->loop_done = true;
+	pthread_cond_broadcast(&d->cond);
+	/* The loop can also end without a stop request (the kernel aborted the connection). */
+	int none = STOP_NONE;
+	__atomic_compare_exchange_n(&d->stop_mode, &none, STOP_UNMOUNT, false, __ATOMIC_SEQ_CST,
+				    __ATOMIC_SEQ_CST);
+	StopMode mode = (StopMode)__atomic_load_n(&d->stop_mode, __ATOMIC_SEQ_CST);
+	if (mode == STOP_HANDOVER) {
+		/* The handover thread sends the fds now; they must stay open until it did. */
+		while (!d->handover_done)
+			pthread_cond_wait(&d->cond, &d->lock);
+		if (!d->handed_over)
+			mode = d->keeper.type != HANDOVER_KEEPER_NONE ? STOP_KEEP : STOP_UNMOUNT;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (d->se)
+		fuse_session_exit(d->se);
+	if (d->conn && mode == STOP_KEEP)
+		r = stash(d) < 0 && r == 0 ? -EIO : r;
+	log_info("shutting down (%s)", mode == STOP_HANDOVER ? "handed over to the successor"
+				       : mode == STOP_KEEP   ? "the keeper holds the connection"
+							     : "unmounting");
+	handover_stop(d);
+	d->control = control_free(d->control);
+	notify_stop(d->notify);
+	if (mode == STOP_UNMOUNT && d->conn) {
+		/* Unmounting closes the connection, which also ends a stat the ready thread's
+		 * child may have pending. */
+		if (umount2(cfg->mountpoint, MNT_DETACH) < 0)
+			log_warning_errno(negative_errno(), "cannot unmount %s", cfg->mountpoint);
+		if (d->keeper.type != HANDOVER_KEEPER_NONE)
+			handover_release(&d->keeper);
+	}
 	if (ready_started)
 		pthread_join(ready, NULL);
 out:
-	control_free(control);
-	sessions_free(sessions);
-	notify_free(notify);
-	fsview_free(view);
-	if (se)
-		fuse_session_destroy(se);
+	the_daemon = NULL;
+	control_free(d->control);
+	sessions_free(d->sessions);
+	notify_free(d->notify);
+	fsview_free(d->view);
+	if (d->se)
+		fuse_session_destroy(d->se); /* closes the attached fd; the keeper holds a copy */
+	else
+		fuse_conn_free(d->conn);
 	if (loop)
 		fuse_loop_cfg_destroy(loop);
 	inode_table_free(inodes);
+	ino_ledger_free(d->ledger);
 	svid_store_unref(store);
+	handover_stop(d);
+	if (d->pred_fd >= 0)
+		close(d->pred_fd);
+	if (d->succ_fd >= 0)
+		close(d->succ_fd);
+	free(d->keeper_path);
+	free(d->handover_path);
+	pthread_mutex_destroy(&d->lock);
+	pthread_cond_destroy(&d->cond);
 	return r;
 }
 

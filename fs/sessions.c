@@ -17,6 +17,7 @@
 #include "log.h"
 #include "macro.h"
 #include "sessions.h"
+#include "ledger.h"
 #include "tree.h"
 
 #define SELF_SOURCE "workload-api"
@@ -79,6 +80,8 @@ struct Sessions {
 	pthread_mutex_t tick_lock;
 	pthread_cond_t tick_cond;
 	uint64_t watchdog_usec;
+	InoLedger *ledger; /* optional: slot table for a successor daemon */
+	size_t slots_restored;
 };
 
 static int64_t now_s(void)
@@ -949,7 +952,20 @@ int sessions_register(Sessions *s, Registration *reg, const char *ref, bool want
 	}
 	pthread_mutex_unlock(&s->lock);
 
-	r = svid_store_add(s->store, name, &slot);
+	/* After a takeover: the slot and directory serial the kernel knows this workload by. */
+	uint64_t dir_serial = 0;
+	r = -ENOENT;
+	if (s->ledger && ino_ledger_find_workload(s->ledger, name, &slot, &dir_serial) >= 0) {
+		r = svid_store_add_slot(s->store, name, slot);
+		if (r < 0) {
+			log_warning_errno(r, "%s: its old slot %u is taken; its old directory inode "
+					     "goes stale", name, slot);
+			dir_serial = 0;
+		} else
+			__atomic_add_fetch(&s->slots_restored, 1, __ATOMIC_RELAXED);
+	}
+	if (r < 0)
+		r = svid_store_add(s->store, name, &slot);
 	if (r < 0) {
 		pthread_mutex_unlock(&s->ops);
 		registration_free(reg);
@@ -963,7 +979,7 @@ int sessions_register(Sessions *s, Registration *reg, const char *ref, bool want
 		return -ENOSPC;
 	}
 	e = calloc(1, sizeof *e);
-	if (!e || workload_new(reg, slot, &e->w) < 0) {
+	if (!e || workload_new_with_serial(reg, slot, dir_serial, &e->w) < 0) {
 		free(e);
 		svid_store_remove(s->store, name);
 		pthread_mutex_unlock(&s->ops);
@@ -995,6 +1011,8 @@ int sessions_register(Sessions *s, Registration *reg, const char *ref, bool want
 	}
 	if (e->persist)
 		persist(s, workload_registration(e->w), e->refs, e->n_refs);
+	if (s->ledger)
+		(void)ino_ledger_set_workload(s->ledger, slot, workload_dir_serial(e->w), name);
 	r = switch_agent(s, name, want);
 	pthread_mutex_unlock(&s->ops);
 	log_info("registered %s (ref %s)", name, ref);
@@ -1046,6 +1064,8 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 	pthread_mutex_unlock(&s->lock);
 	Workload *w = e->w;
 	workload_mark_removed(w);
+	if (s->ledger)
+		(void)ino_ledger_set_workload(s->ledger, workload_slot(w), 0, NULL);
 	r = svid_store_remove(s->store, name);
 	if (r < 0 && r != -ENOENT)
 		log_error_errno(r, "cannot remove %s from the store", name);
@@ -1268,4 +1288,14 @@ int sessions_fetch_jwt(Sessions *s, const char *name, const char *audience)
 	if (r < 0)
 		return log_warning_errno(r, "%s: JWT-SVID for %s refused", name, audience);
 	return 0;
+}
+
+void sessions_set_ledger(Sessions *s, InoLedger *l)
+{
+	s->ledger = l;
+}
+
+size_t sessions_slots_restored(Sessions *s)
+{
+	return __atomic_load_n(&s->slots_restored, __ATOMIC_RELAXED);
 }

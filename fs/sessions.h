@@ -51,3 +51,8 @@ void sessions_count(Sessions *s, size_t *ret_pods, size_t *ret_identities, size_
 
 /* Mints a JWT-SVID for audience from the serving agent and caches it in the store. */
 int sessions_fetch_jwt(Sessions *s, const char *name, const char *audience);
+/* Before sessions_start: registrations take the slot and directory serial a previous daemon
+ * recorded in l (takeover), and record theirs for the next one. Borrowed. */
+struct InoLedger;
+void sessions_set_ledger(Sessions *s, struct InoLedger *l);
+size_t sessions_slots_restored(Sessions *s); /* workloads that got their old slot back */

@@ -552,7 +552,22 @@ static Source *source_find(SvidStore *s, const char *name)
 	return NULL;
 }
 
+static int store_add(SvidStore *s, const char *name, uint32_t want, uint32_t *ret_slot);
+
 int svid_store_add(SvidStore *s, const char *name, uint32_t *ret_slot)
+{
+	return store_add(s, name, 0, ret_slot);
+}
+
+int svid_store_add_slot(SvidStore *s, const char *name, uint32_t slot)
+{
+	if (slot == 0)
+		return -EINVAL;
+	return store_add(s, name, slot, NULL);
+}
+
+/* want: 0 picks the first free slot. */
+static int store_add(SvidStore *s, const char *name, uint32_t want, uint32_t *ret_slot)
 {
 	_cleanup_free_ Workload *w = NULL;
 	_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
@@ -570,12 +585,27 @@ int svid_store_add(SvidStore *s, const char *name, uint32_t *ret_slot)
 	pthread_mutex_lock(&s->lock);
 	pos = find_pos(s, name, &found);
 	if (found) {
+		r = want && s->by_name[pos]->slot != want ? -EBUSY : 0;
 		if (ret_slot)
 			*ret_slot = s->by_name[pos]->slot;
 		pthread_mutex_unlock(&s->lock);
-		return 0;
+		return r;
 	}
-	for (size_t i = 0; i < s->n_slots; i++)
+	if (want) {
+		r = -EBUSY;
+		if (want <= s->n_slots && s->by_slot[want - 1])
+			goto unlock;
+		r = -ENOMEM;
+		while (s->n_slots < want) {
+			Workload **v = realloc(s->by_slot, (s->n_slots + 1) * sizeof *v);
+			if (!v)
+				goto unlock;
+			s->by_slot = v;
+			s->by_slot[s->n_slots++] = NULL;
+		}
+		slot = want;
+	}
+	for (size_t i = 0; i < s->n_slots && slot == 0; i++)
 		if (!s->by_slot[i]) {
 			slot = (uint32_t)i + 1;
 			break;

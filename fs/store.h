@@ -31,6 +31,9 @@ void svid_store_set_change_callback(SvidStore *s, SvidStoreChangeFn fn, void *us
 /* Workloads are named ("pods/<uid>", "identities/<name>", "self" are the daemon's names) and get
  * a small slot number, unique among live workloads, for inode numbering. Idempotent. */
 int svid_store_add(SvidStore *s, const char *name, uint32_t *ret_slot);
+/* Adds name at exactly `slot` (>= 1), as after a takeover where the kernel still holds inode
+ * numbers of that slot. -EBUSY when the slot is taken (or name lives at another slot). */
+int svid_store_add_slot(SvidStore *s, const char *name, uint32_t slot);
 int svid_store_remove(SvidStore *s, const char *name); /* -ENOENT; frees keys once unreferenced */
 
 /* Full-snapshot X.509 update from agent `source` (its configured name). Validates every SVID;

@@ -31,7 +31,9 @@ static void help(const char *argv0)
 	       "  wait WORKLOAD [TIMEOUT_MS]    wait for the first SVID (default 10000)\n"
 	       "  resubscribe WORKLOAD          re-open the workload's SVID stream\n"
 	       "  info                          daemon facts\n"
-	       "  ping                          check the daemon answers\n\n"
+	       "  ping                          check the daemon answers\n"
+	       "  shutdown [keep]               stop the daemon: unmount, or (keep) leave the\n"
+	       "                                connection to its keeper for the next daemon\n\n"
 	       "  -s, --socket=PATH   control socket (default " SVIDFS_DEFAULT_CONTROL_SOCKET ")\n"
 	       "  -h, --help          this help\n\n"
 	       "See svidfsctl(8).\n",
@@ -163,6 +165,11 @@ int main(int argc, char **argv)
 		}
 	} else if (streq(cmd, "list") || streq(cmd, "info") || streq(cmd, "ping")) {
 		kv_add(req, "op", cmd);
+	} else if (streq(cmd, "shutdown")) {
+		/* "shutdown": unmount for good; "shutdown keep": leave the connection to the
+		 * keeper for the next daemon. */
+		kv_add(req, "op", cmd);
+		kv_add(req, "unmount", nargs > 0 && streq(args[0], "keep") ? "false" : "true");
 	} else {
 		log_error("unknown command '%s' (see --help)", cmd);
 		return EXIT_FAILURE;

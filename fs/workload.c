@@ -52,6 +52,12 @@ uint64_t workload_serial_next(void)
 
 int workload_new(Registration *reg, uint32_t slot, Workload **ret)
 {
+	return workload_new_with_serial(reg, slot, 0, ret);
+}
+
+int workload_new_with_serial(Registration *reg, uint32_t slot, uint64_t dir_serial,
+			     Workload **ret)
+{
 	Workload *w = calloc(1, sizeof *w);
 
 	if (!w)
@@ -59,7 +65,7 @@ int workload_new(Registration *reg, uint32_t slot, Workload **ret)
 	w->n_ref = 1;
 	w->reg = reg;
 	w->slot = slot;
-	w->dir_serial = workload_serial_next();
+	w->dir_serial = dir_serial ? dir_serial : workload_serial_next();
 	w->status_serial = workload_serial_next();
 	pthread_mutex_init(&w->lock, NULL);
 	*ret = w;

@@ -23,6 +23,10 @@ void workload_serial_init(uint64_t base);
 uint64_t workload_serial_next(void);
 
 int workload_new(Registration *reg, uint32_t slot, Workload **ret); /* takes reg on success */
+/* The same with a given directory serial (0: a new one): after a takeover a workload keeps the
+ * directory inode number the kernel already holds. */
+int workload_new_with_serial(Registration *reg, uint32_t slot, uint64_t dir_serial,
+			     Workload **ret);
 Workload *workload_ref(Workload *w);
 Workload *workload_unref(Workload *w); /* NULL-safe, returns NULL */
 

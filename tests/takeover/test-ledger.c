@@ -71,3 +71,26 @@ Test(ledger, adopt_rejects_foreign_memory)
 	cr_assert_eq(ino_ledger_adopt(fd, &b), -EINVAL);
 	close(fd);
 }
+
+Test(ledger, workload_slots_survive_handover_and_clear)
+{
+	InoLedger *a = NULL, *b = NULL;
+	uint32_t slot = 0;
+	uint64_t serial = 0;
+	cr_assert_eq(ino_ledger_new(0, &a), 0);
+	cr_assert_eq(ino_ledger_find_workload(a, "pods/p1", &slot, &serial), -ENOENT);
+	cr_assert_eq(ino_ledger_set_workload(a, 3, 1234, "pods/p1"), 0);
+	cr_assert_eq(ino_ledger_set_workload(a, 4, 99, "identities/db"), 0);
+	cr_assert_eq(ino_ledger_set_workload(a, LEDGER_SLOTS, 1, "pods/x"), -ENOSPC);
+	int fd = dup(ino_ledger_fd(a));
+	ino_ledger_free(a);
+	cr_assert_eq(ino_ledger_adopt(fd, &b), 0);
+	cr_assert_eq(ino_ledger_find_workload(b, "pods/p1", &slot, &serial), 0);
+	cr_assert_eq(slot, 3);
+	cr_assert_eq(serial, 1234);
+	cr_assert_eq(ino_ledger_set_workload(b, 3, 0, NULL), 0);
+	cr_assert_eq(ino_ledger_find_workload(b, "pods/p1", &slot, &serial), -ENOENT);
+	cr_assert_eq(ino_ledger_find_workload(b, "identities/db", &slot, &serial), 0);
+	cr_assert_eq(slot, 4);
+	ino_ledger_free(b);
+}
