@@ -34,6 +34,7 @@ struct FsView {
 	char **denials; /* "<target>|<caller>" already logged */
 	size_t n_denials;
 	InoLedger *ledger;   /* an adopted connection's record of the previous daemon's inodes */
+	Notify *notify;
 	uint64_t epoch;      /* FUSE generation of file entries: differs per process */
 	FsViewRecovery rec;  /* atomics */
 };
@@ -447,10 +448,11 @@ static int lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEnt
 	return -EAGAIN;
 }
 
-void fsview_set_ledger(FsView *v, InoLedger *l, uint64_t epoch)
+void fsview_set_ledger(FsView *v, InoLedger *l, uint64_t epoch, Notify *n)
 {
 	v->ledger = l;
 	v->epoch = epoch;
+	v->notify = n;
 }
 
 void fsview_recovery(FsView *v, FsViewRecovery *ret)
@@ -471,6 +473,7 @@ static int recover(FsView *v, uint64_t ino)
 	_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
 	_cleanup_(tree_listing_freep) TreeListing *l = NULL;
 	_cleanup_(svid_blob_unrefp) SvidBlob *blob = NULL;
+	const char *name_to_drop = NULL;
 	uint32_t slot, serial;
 	uint16_t id;
 	InodeAttr a;
@@ -504,6 +507,10 @@ static int recover(FsView *v, uint64_t ino)
 	if (r < 0)
 		return r;
 	const TreeNode *node = tree_listing_by_id(l, id);
+	if (node && node->parent == TREE_ID_WORKLOAD && v->notify)
+		/* If stale: the kernel's dentry for this name still leads to the old inode; drop
+		 * it so the reader's next open looks the name up and gets the current one. */
+		name_to_drop = node->name;
 	if (!node || node->type != TREE_NODE_FILE)
 		goto stale; /* status.json and JWTs carry times: never the same bytes */
 	r = svid_render(set, node->svid_index, node->kind, node->arg, &blob);
@@ -523,6 +530,8 @@ static int recover(FsView *v, uint64_t ino)
 	__atomic_add_fetch(&v->rec.served, 1, __ATOMIC_RELAXED);
 	return 0;
 stale:
+	if (name_to_drop)
+		notify_inval_entry(v->notify, workload_dir_ino(w), name_to_drop);
 	__atomic_add_fetch(&v->rec.stale, 1, __ATOMIC_RELAXED);
 	return -ESTALE;
 }

@@ -29,9 +29,10 @@ int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPo
 	       FsView **ret);
 FsView *fsview_free(FsView *v);
 /* Takeover: l (borrowed, may be NULL) records the previous daemon's file inodes; epoch is this
- * process's generation for file entries. Set before serving. */
+ * process's generation for file entries; n gets the invalidation of a name whose old inode
+ * answered ESTALE. Set before serving. */
 struct InoLedger;
-void fsview_set_ledger(FsView *v, struct InoLedger *l, uint64_t epoch);
+void fsview_set_ledger(FsView *v, struct InoLedger *l, uint64_t epoch, Notify *n);
 /* Requests for inodes only a previous daemon had handed out. */
 typedef struct FsViewRecovery {
 	uint64_t dirs;   /* workload directories rebuilt from slot and serial */

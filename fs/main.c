@@ -718,7 +718,7 @@ static int run(Config *cfg)
 		goto out;
 	inode_table_set_ledger(inodes, d->ledger);
 	sessions_set_ledger(d->sessions, d->ledger);
-	fsview_set_ledger(d->view, d->ledger, d->epoch);
+	fsview_set_ledger(d->view, d->ledger, d->epoch, d->notify);
 	r = notify_start(d->notify, d->se);
 	if (r >= 0)
 		r = sessions_start(d->sessions);
