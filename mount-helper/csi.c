@@ -444,13 +444,6 @@ exit:
 static void enqueue_work(CsiServer *s, Call *c)
 {
 	pthread_mutex_lock(&s->mu);
-	c->state = CALL_WORK;
-	c->next = NULL;
-	if (s->queue_tail)
-		s->queue_tail->next = c;
-	else
-		s->queue_head = c;
-	s->queue_tail = c;
 	if (s->n_idle == 0 && s->n_workers < s->max_workers) {
 		pthread_attr_t a;
 		pthread_t t;
@@ -462,14 +455,21 @@ static void enqueue_work(CsiServer *s, Call *c)
 		if (r == 0)
 			s->n_workers++;
 		else if (s->n_workers == 0) {
-			/* No thread at all to serve it: answer from here rather than hang. */
-			s->queue_head = s->queue_tail = NULL;
+			/* No thread at all to serve it: answer now rather than hang. */
 			pthread_mutex_unlock(&s->mu);
 			log_error_errno(-r, "cannot start a CSI worker thread");
 			return call_reply(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED,
 					  "svidfs-csi cannot start a worker thread");
 		}
+		/* else: the running workers will get to it. */
 	}
+	c->state = CALL_WORK;
+	c->next = NULL;
+	if (s->queue_tail)
+		s->queue_tail->next = c;
+	else
+		s->queue_head = c;
+	s->queue_tail = c;
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->mu);
 }

@@ -533,6 +533,25 @@ static void log_outcome(const char *what, const char *ns, const char *name, cons
 			    name, uid, volume, target, code_name(st->code), st->message, ms);
 }
 
+/* A volume context value fit for a log line (a plain token), or "?". */
+static const char *log_token(const Csi__V1__NodePublishVolumeRequest *req, const char *key)
+{
+	for (size_t i = 0; i < req->n_volume_context; i++) {
+		const char *k = req->volume_context[i]->key, *v = req->volume_context[i]->value;
+		if (!k || !v || !streq(k, key))
+			continue;
+		size_t n = strlen(v);
+		if (n == 0 || n > 253)
+			return "?";
+		for (const char *c = v; *c; c++)
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			      (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
+				return "?";
+		return v;
+	}
+	return "-";
+}
+
 void publisher_publish(Publisher *p, const Csi__V1__NodePublishVolumeRequest *req,
 		       int rpc_timeout_ms, CsiStatus *st)
 {
@@ -548,11 +567,12 @@ void publisher_publish(Publisher *p, const Csi__V1__NodePublishVolumeRequest *re
 	if (r < 0) {
 		set_status(st, r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_INTERNAL,
 			   "%s", r == -EINVAL ? err : strerror(-r));
-		/* Invalid input: log what identifies the request, quoting nothing untrusted. */
-		log_warning("publish volume=%s: %s: %s",
-			    volctx_check_volume_id(req->volume_id, NULL, 0) == 0 ? req->volume_id
-										   : "?",
-			    code_name(st->code), st->message);
+		/* Invalid input: log what identifies the request, with untrusted values only when
+		 * they are plain tokens. */
+		log_outcome("publish", log_token(req, VOLCTX_KEY_POD_NAMESPACE),
+			    log_token(req, VOLCTX_KEY_POD_NAME), log_token(req, VOLCTX_KEY_POD_UID),
+			    volctx_check_volume_id(req->volume_id, NULL, 0) == 0 ? req->volume_id : "?",
+			    "-", t0, st);
 		return;
 	}
 	const char *ns = volctx_pod_namespace(vc), *name = volctx_pod_name(vc);

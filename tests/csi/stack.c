@@ -162,12 +162,12 @@ static int start_agent(Stack *s)
 
 static int start_daemon(Stack *s)
 {
-	char agent[160];
-	snprintf(agent, sizeof agent, "unix://%s", s->agent_sock);
+	char agent[200];
+	snprintf(agent, sizeof agent, "dev=unix://%s", s->agent_sock);
 	char *argv[] = {(char *)bin("SVIDFS_BIN", SVIDFS_BIN),
 			"--mountpoint", s->mnt,
 			"--control-socket", s->control,
-			"--statedir", s->state,
+			"--state-dir", s->state,
 			"--agent", agent,
 			NULL};
 	s->daemon_pid = spawn(s, "svidfs", argv);
