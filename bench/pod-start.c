@@ -30,13 +30,14 @@ typedef struct {
 	KubeletVolume v;
 	double start, ready; /* seconds since the run's start */
 	bool ok;
-	char error[256];
+	int retries;
+	char error[256], retry_error[256];
 } Pod;
 
 typedef struct {
 	int replicas;
 	double total, all_ready, avg, min, max, p50, p90, p99;
-	int ok, failed;
+	int ok, failed, retries;
 	double rate;
 	char errors[MAX_ERRORS][300];
 	int n_errors;
@@ -81,6 +82,9 @@ static void pod_start(Pod *p)
 		r = kubelet_publish(k, &p->v, msg, sizeof msg, 120000);
 		if (r != GRPC_STATUS_UNAVAILABLE && r != GRPC_STATUS_ABORTED)
 			break;
+		p->retries++;
+		snprintf(p->retry_error, sizeof p->retry_error, "pod %s (retried): %s: %s",
+			 p->v.pod_uid, kubelet_code_name(r), msg);
 		usleep(500000u << attempt);
 	}
 	kubelet_free(k);
@@ -146,6 +150,10 @@ static void run_one(int replicas, bool sequential, Run *out)
 			pthread_join(t[i], NULL);
 	}
 	for (int i = 0; i < replicas; i++) {
+		out->retries += pods[i].retries;
+		if (pods[i].retries && out->n_errors < MAX_ERRORS)
+			snprintf(out->errors[out->n_errors++], sizeof out->errors[0], "%s",
+				 pods[i].retry_error);
 		if (pods[i].ok) {
 			out->ok++;
 			times[n++] = pods[i].ready - pods[i].start;
@@ -217,6 +225,8 @@ static void print_run(FILE *f, const Run *r, bool sequential, int delay_ms)
 	}
 	fprintf(f, "Successful mounts: %d\nFailed mounts:     %d\nMount success rate: %.1f%%\n",
 		r->ok, r->failed, r->rate);
+	fprintf(f, "Retried publishes: %d (UNAVAILABLE or ABORTED, retried as kubelet does)\n",
+		r->retries);
 	fprintf(f, "Errors: %s\n", r->n_errors ? "" : "none");
 	for (int i = 0; i < r->n_errors; i++)
 		fprintf(f, "  %s\n", r->errors[i]);
