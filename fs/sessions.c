@@ -10,6 +10,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 #include "agent.h"
 #include "cleanup.h"
@@ -361,6 +362,7 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 		subctx_free(ctx);
 		return log_error_errno(r, "cannot subscribe %s to agent %s", name, agent_name);
 	}
+	Workload *w = NULL;
 	pthread_mutex_lock(&s->lock);
 	e = *hash_find(s, name);
 	if (e && e->epoch == epoch) {
@@ -368,8 +370,20 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 		e->ctx = ctx;
 		sub = NULL;
 		ctx = NULL;
+		w = workload_ref(e->w);
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (w) {
+		/* Say who serves it now; the ticker refines the stream state. */
+		WorkloadStream ws = {};
+		snprintf(ws.agent, sizeof ws.agent, "%s", agent_name);
+		snprintf(ws.state, sizeof ws.state, "connecting");
+		if (workload_set_stream(w, &ws)) {
+			workload_bump_status(w);
+			notify_inval_entry(s->notify, workload_dir_ino(w), "status.json");
+		}
+		workload_unref(w);
+	}
 	agent_sub_cancel(sub); /* removed or switched meanwhile */
 	subctx_free(ctx);
 	log_info("%s: served by agent %s", name, agent_name);
@@ -608,6 +622,17 @@ static void tick(Sessions *s)
 			last = ms;
 		}
 	}
+	/* Keys that do not fit the locked heap cannot be stored or rendered: say so early. */
+	static bool heap_warned;
+	size_t used = CRYPTO_secure_used();
+	if (CRYPTO_secure_malloc_initialized() && used > s->cfg->secure_heap / 10 * 9) {
+		if (!heap_warned)
+			log_warning("secure heap %zu of %zu bytes used: raise secure_heap", used,
+				    s->cfg->secure_heap);
+		heap_warned = true;
+	} else if (used < s->cfg->secure_heap / 10 * 8)
+		heap_warned = false;
+
 	size_t pods, ids, ready;
 	sessions_count(s, &pods, &ids, &ready);
 	static size_t last_pods = SIZE_MAX, last_ids, last_ready;
