@@ -549,8 +549,8 @@ static void publish_existing(PublishOp *op, const MountInfo *mi, const MountEntr
 	}
 }
 
-static void log_outcome_detail(const char *what, const char *ns, const char *name,
-			       const char *uid, const char *volume, const char *target, double t0,
+static void log_outcome_detail(const char *what, const char *ns, const char *name, const char *uid,
+			       const char *volume, const char *target, double t0,
 			       const CsiStatus *st, const char *detail)
 {
 	double ms = (now_us() - t0) / 1000;

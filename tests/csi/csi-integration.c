@@ -339,8 +339,9 @@ static void t_isolation(void)
 	char out[8192];
 	r = stack_pod_exec(S, B.pod_uid, A.target_path, 65534, 65534, pod_cat,
 			   "example.org.spiffe-trust-bundle.pem", out, sizeof out);
-	tap(r == 0, "an unprivileged process of pod B given pod A's volume reads its bundle (0444) "
-		    "(%s)",
+	tap(r == 0,
+	    "an unprivileged process of pod B given pod A's volume reads its bundle (0444) "
+	    "(%s)",
 	    r ? strerror(r) : "ok");
 	r = stack_pod_exec(S, B.pod_uid, A.target_path, 65534, 65534, pod_cat, KEY_FILE, out,
 			   sizeof out);
@@ -396,8 +397,9 @@ static void t_attributes(void)
 	kubelet_volume_set(&v, "svidfs.spiffe.io/agent", "dev");
 	v.volume_mount_group = "2000";
 	int r = publish(&v);
-	tap(r == 0, "publish with layout spiffe-helper, renamed files, a JWT-SVID and fsGroup 2000 "
-		    "(%s %s)",
+	tap(r == 0,
+	    "publish with layout spiffe-helper, renamed files, a JWT-SVID and fsGroup 2000 "
+	    "(%s %s)",
 	    kubelet_code_name(r), msg);
 	r = stack_pod_exec(S, v.pod_uid, v.target_path, 0, 0, pod_list_and_read, NULL, out,
 			   sizeof out);
@@ -420,12 +422,52 @@ static void t_attributes(void)
 		snprintf(p, sizeof p, "api.jwt");
 		r = stack_pod_exec(S, v.pod_uid, v.target_path, 0, 0, pod_cat, p, out, sizeof out);
 	}
-	tap(r == 0 && strncmp(out, "eyJ", 3) == 0, "the JWT-SVID for the requested audience is "
-						   "served (%s)",
+	tap(r == 0 && strncmp(out, "eyJ", 3) == 0,
+	    "the JWT-SVID for the requested audience is "
+	    "served (%s)",
 	    r ? strerror(r) : "ok");
 	r = unpublish(&v);
 	tap(r == 0 && !is_mounted(v.target_path) && daemon_status(v.pod_uid) == -ENOENT,
 	    "and it unpublishes cleanly (%s)", kubelet_code_name(r));
+}
+
+/* Secrets from nodePublishSecretRef and kubelet's service account tokens never reach the log. */
+#define SECRET_VALUE "S3CR3T-value-that-must-never-be-logged"
+#define TOKEN_VALUE "TOKEN-value-that-must-never-be-logged"
+
+static void t_secrets(void)
+{
+	KubeletVolume v, w;
+	char tokens[128];
+
+	snprintf(tokens, sizeof tokens, "{\"vault\":{\"token\":\"%s\"}}", TOKEN_VALUE);
+	new_pod(&v, "shop", "secretive");
+	v.secret_key = "password";
+	v.secret_value = SECRET_VALUE;
+	kubelet_volume_set(&v, "csi.storage.k8s.io/serviceAccount.tokens", tokens);
+	int r1 = publish(&v);
+	w = v;
+	kubelet_volume_set(&w, "svidfs.spiffe.io/bogus", "x"); /* a refused request too */
+	int r2 = publish(&w);
+	int r3 = unpublish(&v);
+	char *log = stack_plugin_log(S);
+	tap(r1 == 0 && r2 == GRPC_STATUS_INVALID_ARGUMENT && r3 == 0 && log &&
+		!strstr(log, SECRET_VALUE) && !strstr(log, TOKEN_VALUE) && strstr(log, v.pod_uid),
+	    "CSI secrets and service account tokens never appear in the plugin's log");
+	free(log);
+}
+
+static void t_second_plugin(void)
+{
+	int r = stack_run_second_plugin(S);
+	char *name = NULL, *version = NULL, *node = NULL;
+	int q = kubelet_register_plugin(K, &name, &version, &node);
+	tap(r == 1 && q == 0,
+	    "a second svidfs-csi on the same socket exits 1 and the first keeps serving (%d, %s)",
+	    r, kubelet_code_name(q));
+	free(name);
+	free(version);
+	free(node);
 }
 
 typedef struct {
@@ -737,6 +779,8 @@ int main(void)
 	t_idempotency();
 	t_concurrent();
 	t_attributes();
+	t_secrets();
+	t_second_plugin();
 	t_invalid();
 	t_stats();
 	t_unpublish();

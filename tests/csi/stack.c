@@ -149,12 +149,17 @@ static int start_agent(Stack *s)
 	/* auto-k8s: every pod (uid + namespace + service account selectors) gets the entry
 	 * spiffe://<td>/ns/<ns>/sa/<sa>, as a ClusterSPIFFEID would give it. */
 	char *argv[] = {(char *)bin("DEVAGENT_BIN", DEVAGENT_BIN),
-			"--admin-socket", s->agent_sock,
-			"--control", s->agent_ctl,
-			"--trust-domain", TRUST_DOMAIN,
+			"--admin-socket",
+			s->agent_sock,
+			"--control",
+			s->agent_ctl,
+			"--trust-domain",
+			TRUST_DOMAIN,
 			"--auto-k8s",
-			"--first-svid-delay", delay,
-			"--svid-ttl", ttl,
+			"--first-svid-delay",
+			delay,
+			"--svid-ttl",
+			ttl,
 			NULL};
 	s->agent_pid = spawn(s, "devagent", argv);
 	if (s->agent_pid < 0)
@@ -338,6 +343,47 @@ int stack_ctl(Stack *s, const char *op, const char *workload, KvMsg **ret_reply)
 	else
 		kv_free(rep);
 	return r;
+}
+
+int stack_run_second_plugin(Stack *s)
+{
+	pid_t saved = s->csi_pid;
+	int st = 0;
+
+	int r = start_csi(s); /* wait_socket succeeds at once: the first plugin serves */
+	pid_t second = s->csi_pid;
+	s->csi_pid = saved;
+	if (second <= 0)
+		return r < 0 ? r : -ECHILD;
+	double t0 = now_s();
+	while (waitpid(second, &st, WNOHANG) == 0) {
+		if (now_s() - t0 > 10) {
+			kill(second, SIGKILL);
+			waitpid(second, &st, 0);
+			return -ETIMEDOUT; /* it kept running: it took the socket */
+		}
+		usleep(10000);
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -EINTR;
+}
+
+char *stack_plugin_log(Stack *s)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/svidfs-csi.log", s->dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		fwrite(chunk, 1, n, m);
+	fclose(f);
+	fclose(m);
+	return buf;
 }
 
 int stack_restart_plugin(Stack *s, bool hard)

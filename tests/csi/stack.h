@@ -36,6 +36,11 @@ int stack_ctl(Stack *s, const char *op, const char *workload, KvMsg **ret_reply)
 
 /* Restarts svidfs-csi (SIGKILL when hard, else SIGTERM) and waits until it serves again. */
 int stack_restart_plugin(Stack *s, bool hard);
+/* Runs a second svidfs-csi on the same endpoint and returns its exit status (it must refuse to
+ * steal the socket), or -errno. */
+int stack_run_second_plugin(Stack *s);
+/* The plugin's log so far (malloc'ed, NUL-terminated), or NULL. */
+char *stack_plugin_log(Stack *s);
 /* Stops svidfs-csi with SIGTERM; true when it exited 0 and its log holds no sanitizer report
  * (AddressSanitizer, LeakSanitizer, UBSan), which is how the sanitizer lane checks the plugin. */
 bool stack_stop_plugin_cleanly(Stack *s);

@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	Csi__V1__NodePublishVolumeRequest *req =
-		csi__v1__node_publish_volume_request__unpack(NULL, size, data);
+	    csi__v1__node_publish_volume_request__unpack(NULL, size, data);
 	char err[VOLCTX_ERR_MAX];
 	VolCtx *c = NULL;
 
