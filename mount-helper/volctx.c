@@ -100,12 +100,13 @@ static bool all_chars(const char *s, const char *extra, bool upper)
 	return true;
 }
 
-/* Kubernetes object UIDs are UUIDs; accept any [A-Za-z0-9-] of sane length so a path component
- * made from it can never be "..", hold a '/', or smuggle a newline into the control protocol. */
+/* Kubernetes object UIDs are lowercase UUIDs; accept [a-z0-9-] up to 63 bytes (the daemon's
+ * rule), so a path component made from it can never be "..", hold a '/', or smuggle a newline
+ * into the control protocol. */
 static bool valid_uid(const char *s)
 {
 	size_t l = strlen(s);
-	return l > 0 && l <= 64 && all_chars(s, "-", true);
+	return l > 0 && l <= 63 && all_chars(s, "-", false);
 }
 
 static bool valid_dns_label(const char *s) /* namespaces */

@@ -251,6 +251,9 @@ Test(volctx, pod_facts_validated)
 	set_ctx("csi.storage.k8s.io/pod.uid", "../../etc");
 	bad("not a valid pod uid");
 	reset();
+	set_ctx("csi.storage.k8s.io/pod.uid", "0B6C1E0E-4F2A-4C3E-9D1E-2F7A8B9C0D1E");
+	bad("not a valid pod uid"); /* kubelet's UIDs are lowercase; the daemon insists */
+	reset();
 	set_ctx("csi.storage.k8s.io/pod.namespace", "Bad_NS");
 	bad("not a valid pod namespace");
 	reset();

@@ -1,0 +1,621 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cleanup.h"
+#include "fsview.h"
+#include "log.h"
+#include "macro.h"
+#include "render.h"
+#include "tree.h"
+#include "workload.h"
+
+#define DENIAL_LOG_MAX 4096
+
+DEFINE_CLEANUP_FUNC(SvidSet, svid_set_unref)
+DEFINE_CLEANUP_FUNC(SvidBlob, svid_blob_unref)
+DEFINE_CLEANUP_FUNC(Workload, workload_unref)
+DEFINE_CLEANUP_FUNC(TreeListing, tree_listing_free)
+
+struct FsView {
+	Sessions *sessions;
+	SvidStore *store;
+	InodeTable *inodes;
+	const AccessPolicy *policy;
+	int64_t started;
+	pthread_mutex_t denial_lock;
+	char **denials; /* "<target>|<caller>" already logged */
+	size_t n_denials;
+};
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
+	       FsView **ret)
+{
+	FsView *v = calloc(1, sizeof *v);
+
+	if (!v)
+		return -ENOMEM;
+	v->sessions = s;
+	v->store = store;
+	v->inodes = inodes;
+	v->policy = policy;
+	v->started = now_s();
+	pthread_mutex_init(&v->denial_lock, NULL);
+	*ret = v;
+	return 0;
+}
+
+FsView *fsview_free(FsView *v)
+{
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < v->n_denials; i++)
+		free(v->denials[i]);
+	free(v->denials);
+	pthread_mutex_destroy(&v->denial_lock);
+	free(v);
+	return NULL;
+}
+
+static void fill_stat(uint64_t ino, const InodeAttr *a, struct stat *st)
+{
+	*st = (struct stat){
+		.st_ino = ino,
+		.st_mode = a->mode,
+		.st_nlink = S_ISDIR(a->mode) ? 2 : 1,
+		.st_uid = a->uid,
+		.st_gid = a->gid,
+		.st_size = (off_t)a->size,
+		.st_blksize = 4096,
+		.st_blocks = (blkcnt_t)((a->size + 511) / 512),
+	};
+	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = a->mtime;
+}
+
+static bool static_dir(uint64_t ino)
+{
+	return ino == TREE_INO_ROOT || ino == TREE_INO_PODS || ino == TREE_INO_IDENTITIES;
+}
+
+static void static_stat(FsView *v, uint64_t ino, struct stat *st)
+{
+	InodeAttr a = {.mode = S_IFDIR | 0555, .mtime = v->started};
+	fill_stat(ino, &a, st);
+}
+
+/* Logs a denial once per (target, caller pod or pid). */
+static void log_denial(FsView *v, const char *target, const AccessCaller *c, const char *why)
+{
+	_cleanup_free_ char *key = NULL;
+	bool seen = false;
+
+	if (asprintf(&key, "%s|%s", target, c->in_pod ? c->pod_uid : "") < 0)
+		return;
+	if (!c->in_pod) {
+		free(key);
+		key = NULL;
+		if (asprintf(&key, "%s|pid:%d", target, (int)c->tid) < 0)
+			return;
+	}
+	pthread_mutex_lock(&v->denial_lock);
+	for (size_t i = 0; i < v->n_denials && !seen; i++)
+		seen = streq(v->denials[i], key);
+	if (!seen) {
+		if (v->n_denials >= DENIAL_LOG_MAX) {
+			for (size_t i = 0; i < v->n_denials; i++)
+				free(v->denials[i]);
+			v->n_denials = 0;
+		}
+		char **p = realloc(v->denials, (v->n_denials + 1) * sizeof *p);
+		if (p) {
+			v->denials = p;
+			p[v->n_denials++] = TAKE_PTR(key);
+		}
+	}
+	pthread_mutex_unlock(&v->denial_lock);
+	if (!seen)
+		log_warning("denied %s to tid %d%s%s: %s", target, (int)c->tid,
+			    c->in_pod ? " in pod " : "", c->in_pod ? c->pod_uid : "", why);
+}
+
+/* The workload directory entry (pods/<uid>, identities/<name>, self): entry timeout 0 so every
+ * walk from above asks again, and the access rule. */
+static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target,
+			       const char *base, pid_t tid, FsEntry *ret)
+{
+	_cleanup_(workload_unrefp) Workload *w = sessions_get(v->sessions, wname);
+	AccessCaller caller;
+	const char *why = NULL;
+	InodeAttr a;
+	int r;
+
+	if (!w)
+		return -ENOENT;
+	access_caller_from_proc(v->policy, NULL, tid, &caller);
+	r = access_check(&caller, target, base, &why);
+	if (r < 0) {
+		log_denial(v, wname, &caller, why);
+		return r;
+	}
+	const Registration *reg = workload_registration(w);
+	InodeAttr attr = {.mode = S_IFDIR | 0555, .uid = reg->uid, .gid = reg->gid,
+			  .mtime = workload_changed_at(w), .slot = workload_slot(w),
+			  .owner = workload_dir_serial(w)};
+	if (!attr.mtime)
+		attr.mtime = v->started;
+	uint64_t ino = workload_dir_ino(w);
+	r = inode_table_add(v->inodes, ino, &attr, NULL, &a);
+	if (r < 0)
+		return r;
+	*ret = (FsEntry){.ino = ino, .entry_timeout = 0, .attr_timeout = 1.0};
+	fill_stat(ino, &a, &ret->st);
+	return 0;
+}
+
+static int lookup_root(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEntry *ret)
+{
+	_cleanup_free_ char *wname = NULL;
+
+	if (parent == TREE_INO_ROOT) {
+		uint64_t ino = streq(name, "pods")	   ? TREE_INO_PODS
+			       : streq(name, "identities") ? TREE_INO_IDENTITIES
+							   : 0;
+		if (ino) {
+			*ret = (FsEntry){.ino = ino, .entry_timeout = FSVIEW_TIMEOUT,
+					 .attr_timeout = FSVIEW_TIMEOUT};
+			static_stat(v, ino, &ret->st);
+			return 0;
+		}
+		if (streq(name, "self"))
+			return lookup_workload_dir(v, "self", ACCESS_TARGET_SELF, NULL, tid, ret);
+		return -ENOENT;
+	}
+	if (!tree_name_valid(name))
+		return -ENOENT;
+	bool pods = parent == TREE_INO_PODS;
+	if (asprintf(&wname, "%s/%s", pods ? "pods" : "identities", name) < 0)
+		return -ENOMEM;
+	return lookup_workload_dir(v, wname, pods ? ACCESS_TARGET_POD : ACCESS_TARGET_IDENTITY,
+				   name, tid, ret);
+}
+
+/* Facts of one generation for the tree (arrays borrowed from the set). */
+typedef struct Facts {
+	TreeFacts f;
+	const char **hints, **tds, **jtds;
+} Facts;
+
+static void facts_done(Facts *x)
+{
+	free(x->hints);
+	free(x->tds);
+	free(x->jtds);
+}
+
+static int facts_of(const SvidSet *set, Facts *x)
+{
+	size_t n = svid_set_n_svids(set), nb = svid_set_n_bundles(set),
+	       nj = svid_set_n_jwt_bundles(set);
+
+	*x = (Facts){};
+	x->hints = calloc(n + 1, sizeof *x->hints);
+	x->tds = calloc(nb + 1, sizeof *x->tds);
+	x->jtds = calloc(nj + 1, sizeof *x->jtds);
+	if (!x->hints || !x->tds || !x->jtds) {
+		facts_done(x);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		x->hints[i] = svid_set_hint(set, i);
+	for (size_t i = 0; i < nb; i++)
+		x->tds[i] = svid_set_bundle_td(set, i);
+	for (size_t i = 0; i < nj; i++)
+		x->jtds[i] = svid_set_jwt_bundle_td(set, i);
+	x->f = (TreeFacts){.n_svids = n, .hints = x->hints,
+			   .own_trust_domain = n ? svid_set_trust_domain(set, 0) : NULL,
+			   .bundle_tds = x->tds, .n_bundle_tds = nb, .jwt_bundle_tds = x->jtds,
+			   .n_jwt_bundle_tds = nj};
+	return 0;
+}
+
+static int listing_of(const Workload *w, const SvidSet *set, TreeListing **ret)
+{
+	TreeJwtName buf[64];
+	TreeNames names;
+	Facts x;
+	int r = facts_of(set, &x);
+
+	if (r < 0)
+		return r;
+	registration_tree_names(workload_registration(w), buf, &names);
+	r = tree_listing_new(&names, &x.f, ret);
+	facts_done(&x);
+	return r;
+}
+
+static int render_status(FsView *v, Workload *w, const SvidSet *set, SvidBlob **ret)
+{
+	WorkloadStream ws;
+
+	workload_get_stream(w, &ws);
+	SvidStatusExtra extra = {.agent = ws.agent[0] ? ws.agent : NULL,
+				 .stream_state = ws.state[0] ? ws.state : NULL,
+				 .last_message_at = ws.last_message_at,
+				 .now = now_s()};
+	workload_status_touch(w, extra.now);
+	return svid_render_status(set, &extra, ret);
+}
+
+/* jwt/<audience> and custom jwt_svid files: a token fresh until half its lifetime. */
+static int lookup_jwt(FsView *v, Workload *w, const char *audience, FsEntry *ret)
+{
+	const char *wname = workload_name(w);
+	_cleanup_(svid_blob_unrefp) SvidBlob *tok = NULL;
+	int64_t fresh_until = 0, now = now_s();
+	uint64_t serial = 0;
+	InodeAttr a;
+	int idx, r;
+
+	idx = workload_audience_index(w, audience);
+	if (idx < 0)
+		return idx == -E2BIG ? -ENOSPC : idx;
+	r = svid_store_get_jwt(v->store, wname, audience, now, &tok, &fresh_until, &serial);
+	if (r == -ENOENT) {
+		r = sessions_fetch_jwt(v->sessions, wname, audience);
+		if (r < 0)
+			return r == -EACCES ? -ENOENT : r == -ETIMEDOUT ? -EAGAIN : r;
+		r = svid_store_get_jwt(v->store, wname, audience, now_s(), &tok, &fresh_until,
+				       &serial);
+	}
+	if (r < 0)
+		return r == -ENOENT ? -EAGAIN : r;
+	const Registration *reg = workload_registration(w);
+	uint64_t ino = tree_ino(workload_slot(w), (uint16_t)(TREE_ID_FIRST_JWT + idx),
+				workload_jwt_serial(w, (unsigned)idx, serial));
+	InodeAttr attr = {.mode = S_IFREG | reg->key_mode, .uid = reg->uid, .gid = reg->gid,
+			  .mtime = now, .slot = workload_slot(w), .owner = workload_dir_serial(w),
+			  .generation = workload_generation(w)};
+	r = inode_table_add(v->inodes, ino, &attr, tok, &a);
+	if (r < 0)
+		return r;
+	double t = fresh_until > now ? (double)(fresh_until - now) : 1.0;
+	*ret = (FsEntry){.ino = ino, .entry_timeout = t, .attr_timeout = t};
+	fill_stat(ino, &a, &ret->st);
+	return 0;
+}
+
+/* One attempt of a lookup inside a workload; -ESTALE asks the caller to retry. */
+static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
+			      uint32_t parent_serial, const char *name, FsEntry *ret)
+{
+	_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
+	_cleanup_(tree_listing_freep) TreeListing *l = NULL;
+	_cleanup_(svid_blob_unrefp) SvidBlob *blob = NULL;
+	const Registration *reg = workload_registration(w);
+	uint32_t slot = workload_slot(w);
+	InodeAttr a;
+	int r;
+
+	r = svid_store_get(v->store, workload_name(w), &set);
+	if (r < 0)
+		return r;
+	uint64_t gen = svid_set_generation(set);
+
+	if (parent_id == TREE_ID_JWT_DIR) {
+		_cleanup_free_ char *aud = NULL;
+		if (tree_audience_decode(name, &aud) < 0)
+			return -ENOENT;
+		return lookup_jwt(v, w, aud, ret);
+	}
+	/* A dynamic directory (svids/<x>) from an older generation may mean another node now. */
+	if (parent_id >= TREE_ID_FIRST_DYNAMIC && parent_serial != (uint32_t)gen)
+		return -ENOENT;
+	r = listing_of(w, set, &l);
+	if (r < 0)
+		return r;
+	const TreeNode *node = tree_listing_find(l, parent_id, name);
+	if (!node)
+		return -ENOENT;
+
+	uint64_t ino;
+	InodeAttr attr = {.uid = reg->uid, .gid = reg->gid, .slot = slot,
+			  .owner = workload_dir_serial(w), .generation = gen,
+			  .mtime = workload_changed_at(w)};
+	if (!attr.mtime)
+		attr.mtime = svid_set_updated_at(set) ? svid_set_updated_at(set) : v->started;
+	switch (node->type) {
+	case TREE_NODE_JWT:
+		return lookup_jwt(v, w, node->audience, ret);
+	case TREE_NODE_DIR:
+		ino = tree_ino(slot, node->id, gen);
+		attr.mode = S_IFDIR | 0555;
+		break;
+	case TREE_NODE_STATUS:
+		ino = tree_ino(slot, TREE_ID_STATUS, workload_status_serial(w));
+		attr.mode = S_IFREG | reg->cert_mode;
+		break;
+	case TREE_NODE_FILE:
+		ino = tree_ino(slot, node->id, gen);
+		attr.mode = S_IFREG | (node->secret ? reg->key_mode : reg->cert_mode);
+		break;
+	default:
+		return -EIO;
+	}
+	/* Record the name before answering: a change announced from now on invalidates it
+	 * (the kernel orders that invalidation after this lookup: it holds the directory). */
+	if (parent_id == TREE_ID_WORKLOAD) {
+		r = workload_note_name(w, gen, name);
+		if (r < 0)
+			return r;
+	}
+	r = inode_table_ref_existing(v->inodes, ino, &a);
+	if (r < 0) {
+		if (node->type == TREE_NODE_STATUS)
+			r = render_status(v, w, set, &blob);
+		else if (node->type == TREE_NODE_FILE)
+			r = svid_render(set, node->svid_index, node->kind, node->arg, &blob);
+		else
+			r = 0;
+		if (r < 0)
+			return r;
+		r = inode_table_add(v->inodes, ino, &attr, blob, &a);
+		if (r < 0)
+			return r;
+	}
+	*ret = (FsEntry){.ino = ino, .entry_timeout = FSVIEW_TIMEOUT,
+			 .attr_timeout = FSVIEW_TIMEOUT};
+	fill_stat(ino, &a, &ret->st);
+	return 0;
+}
+
+/* The workload that owns a directory inode, checked against slot reuse. */
+static int parent_workload(FsView *v, uint64_t parent, Workload **ret, uint16_t *ret_id,
+			   uint32_t *ret_serial)
+{
+	uint32_t slot, serial;
+	uint16_t id;
+	InodeAttr a;
+
+	if (!tree_ino_decode(parent, &slot, &id, &serial))
+		return -ENOENT;
+	Workload *w = sessions_get_by_slot(v->sessions, slot);
+	if (!w)
+		return -ENOENT;
+	bool ok = id == TREE_ID_WORKLOAD
+			  ? serial == (uint32_t)workload_dir_serial(w)
+			  : inode_table_get(v->inodes, parent, &a, NULL) >= 0 &&
+				    a.owner == workload_dir_serial(w);
+	if (!ok) {
+		workload_unref(w);
+		return -ENOENT;
+	}
+	*ret = w;
+	*ret_id = id;
+	*ret_serial = serial;
+	return 0;
+}
+
+int fsview_lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEntry *ret)
+{
+	_cleanup_(workload_unrefp) Workload *w = NULL;
+	uint32_t serial;
+	uint16_t id;
+	int r;
+
+	if (static_dir(parent))
+		return lookup_root(v, parent, name, tid, ret);
+	r = parent_workload(v, parent, &w, &id, &serial);
+	if (r < 0)
+		return r;
+	/* -ESTALE: a newer generation arrived between reading the set and recording the name.
+	 * Bounded: each retry means another rotation landed in between. */
+	for (int tries = 0; tries < 100; tries++) {
+		r = lookup_in_workload(v, w, id, serial, name, ret);
+		if (r != -ESTALE)
+			return r;
+	}
+	return -EAGAIN;
+}
+
+int fsview_getattr(FsView *v, uint64_t ino, struct stat *ret, double *ret_timeout)
+{
+	InodeAttr a;
+
+	if (static_dir(ino)) {
+		static_stat(v, ino, ret);
+		*ret_timeout = FSVIEW_TIMEOUT;
+		return 0;
+	}
+	if (inode_table_get(v->inodes, ino, &a, NULL) < 0)
+		return -ENOENT;
+	fill_stat(ino, &a, ret);
+	uint32_t slot, serial;
+	uint16_t id;
+	bool dir = tree_ino_decode(ino, &slot, &id, &serial) && id == TREE_ID_WORKLOAD;
+	*ret_timeout = dir ? 1.0 : FSVIEW_TIMEOUT;
+	return 0;
+}
+
+int fsview_read(FsView *v, uint64_t ino, size_t size, off_t off, SvidBlob **ret_blob,
+		size_t *ret_off, size_t *ret_len)
+{
+	SvidBlob *b = NULL;
+	InodeAttr a;
+
+	if (inode_table_get(v->inodes, ino, &a, &b) < 0)
+		return -ENOENT;
+	if (S_ISDIR(a.mode)) {
+		svid_blob_unref(b);
+		return -EISDIR;
+	}
+	if (!b)
+		return -ESTALE; /* the workload was unregistered */
+	size_t n = svid_blob_size(b);
+	size_t o = off < 0 ? 0 : MIN((size_t)off, n);
+	*ret_blob = b;
+	*ret_off = o;
+	*ret_len = MIN(size, n - o);
+	return 0;
+}
+
+void fsview_forget(FsView *v, uint64_t ino, uint64_t nlookup)
+{
+	if (!static_dir(ino))
+		inode_table_forget(v->inodes, ino, nlookup);
+}
+
+void fsview_dirents_free(FsDirent *d, size_t n)
+{
+	for (size_t i = 0; d && i < n; i++)
+		free(d[i].name);
+	free(d);
+}
+
+typedef struct Dirents {
+	FsDirent *d;
+	size_t n, cap;
+} Dirents;
+
+static int dirents_add(Dirents *x, const char *name, uint64_t ino, mode_t type)
+{
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 16;
+		FsDirent *p = realloc(x->d, cap * sizeof *p);
+		if (!p)
+			return -ENOMEM;
+		x->d = p;
+		x->cap = cap;
+	}
+	x->d[x->n] = (FsDirent){.name = strdup(name), .ino = ino, .type = type};
+	if (!x->d[x->n].name)
+		return -ENOMEM;
+	x->n++;
+	return 0;
+}
+
+static int readdir_static(FsView *v, uint64_t ino, Dirents *x)
+{
+	char **names = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if (ino == TREE_INO_ROOT) {
+		_cleanup_(workload_unrefp) Workload *self = sessions_get(v->sessions, "self");
+		r = dirents_add(x, "pods", TREE_INO_PODS, S_IFDIR);
+		if (r >= 0)
+			r = dirents_add(x, "identities", TREE_INO_IDENTITIES, S_IFDIR);
+		if (r >= 0 && self)
+			r = dirents_add(x, "self", workload_dir_ino(self), S_IFDIR);
+		return r;
+	}
+	r = sessions_list(v->sessions,
+			  ino == TREE_INO_PODS ? REGISTRATION_POD : REGISTRATION_IDENTITY, &names,
+			  &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if (r >= 0) {
+			_cleanup_free_ char *wname = NULL;
+			if (asprintf(&wname, "%s/%s", ino == TREE_INO_PODS ? "pods" : "identities",
+				     names[i]) < 0)
+				r = -ENOMEM;
+			_cleanup_(workload_unrefp) Workload *w =
+				r >= 0 ? sessions_get(v->sessions, wname) : NULL;
+			if (w)
+				r = dirents_add(x, names[i], workload_dir_ino(w), S_IFDIR);
+		}
+		free(names[i]);
+	}
+	free(names);
+	return r;
+}
+
+int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n)
+{
+	Dirents x = {};
+	int r;
+
+	r = dirents_add(&x, ".", ino, S_IFDIR);
+	if (r >= 0)
+		r = dirents_add(&x, "..", TREE_INO_ROOT, S_IFDIR);
+	if (r >= 0 && static_dir(ino))
+		r = readdir_static(v, ino, &x);
+	else if (r >= 0) {
+		_cleanup_(workload_unrefp) Workload *w = NULL;
+		_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
+		_cleanup_(tree_listing_freep) TreeListing *l = NULL;
+		uint32_t serial;
+		uint16_t id;
+		r = parent_workload(v, ino, &w, &id, &serial);
+		if (r >= 0)
+			r = svid_store_get(v->store, workload_name(w), &set);
+		if (r >= 0 && id == TREE_ID_JWT_DIR) {
+			char **aud = NULL;
+			size_t n = 0;
+			r = workload_audiences(w, &aud, &n);
+			for (size_t i = 0; r >= 0 && i < n; i++) {
+				_cleanup_free_ char *enc = NULL;
+				if (tree_audience_encode(aud[i], &enc) >= 0)
+					r = dirents_add(&x, enc,
+							tree_ino(workload_slot(w),
+								 (uint16_t)(TREE_ID_FIRST_JWT + i), 0),
+							S_IFREG);
+			}
+			for (size_t i = 0; i < n; i++)
+				free(aud[i]);
+			free(aud);
+		} else if (r >= 0) {
+			uint64_t gen = svid_set_generation(set);
+			r = listing_of(w, set, &l);
+			for (size_t i = 0; r >= 0 && i < tree_listing_size(l); i++) {
+				const TreeNode *n = tree_listing_node(l, i);
+				if (n->parent != id)
+					continue;
+				uint64_t cino = n->type == TREE_NODE_STATUS
+							? tree_ino(workload_slot(w), n->id,
+								   workload_status_serial(w))
+							: tree_ino(workload_slot(w), n->id, gen);
+				r = dirents_add(&x, n->name, cino,
+						n->type == TREE_NODE_DIR ? S_IFDIR : S_IFREG);
+			}
+		}
+	}
+	if (r < 0) {
+		fsview_dirents_free(x.d, x.n);
+		return r;
+	}
+	*ret = x.d;
+	*ret_n = x.n;
+	return 0;
+}
+
+int fsview_poll(FsView *v, uint64_t ino, struct fuse_pollhandle *ph)
+{
+	InodeAttr a;
+	uint32_t slot, serial;
+	uint16_t id;
+
+	if (!tree_ino_decode(ino, &slot, &id, &serial) ||
+	    inode_table_get(v->inodes, ino, &a, NULL) < 0) {
+		if (ph)
+			fuse_pollhandle_destroy(ph);
+		return 1; /* unknown or static: nothing to wait for */
+	}
+	_cleanup_(workload_unrefp) Workload *w = sessions_get_by_slot(v->sessions, slot);
+	if (!w || workload_dir_serial(w) != a.owner) {
+		if (ph)
+			fuse_pollhandle_destroy(ph);
+		return 1;
+	}
+	return workload_poll(w, a.generation, ph);
+}

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "macro.h"
+#include "tree.h"
+#include "workload.h"
+
+#define MAX_AUDIENCES (TREE_ID_MAX - TREE_ID_FIRST_JWT)
+
+typedef struct Audience {
+	char *audience;
+	uint64_t store_serial, serial;
+} Audience;
+
+struct Workload {
+	unsigned n_ref; /* atomic */
+	Registration *reg;
+	uint32_t slot;
+	uint64_t dir_serial;
+
+	pthread_mutex_t lock;
+	bool removed;
+	uint64_t generation;
+	int64_t changed_at;
+	char **names;
+	size_t n_names, cap_names;
+	struct fuse_pollhandle **polls;
+	size_t n_polls, cap_polls;
+	uint64_t status_serial;
+	int64_t status_rendered_at;
+	WorkloadStream stream;
+	Audience *aud;
+	size_t n_aud;
+};
+
+static uint64_t serial_counter;
+
+void workload_serial_init(uint64_t base)
+{
+	__atomic_store_n(&serial_counter, base, __ATOMIC_SEQ_CST);
+}
+
+uint64_t workload_serial_next(void)
+{
+	return __atomic_add_fetch(&serial_counter, 1, __ATOMIC_SEQ_CST);
+}
+
+int workload_new(Registration *reg, uint32_t slot, Workload **ret)
+{
+	Workload *w = calloc(1, sizeof *w);
+
+	if (!w)
+		return -ENOMEM;
+	w->n_ref = 1;
+	w->reg = reg;
+	w->slot = slot;
+	w->dir_serial = workload_serial_next();
+	w->status_serial = workload_serial_next();
+	pthread_mutex_init(&w->lock, NULL);
+	*ret = w;
+	return 0;
+}
+
+Workload *workload_ref(Workload *w)
+{
+	if (w)
+		__atomic_add_fetch(&w->n_ref, 1, __ATOMIC_RELAXED);
+	return w;
+}
+
+Workload *workload_unref(Workload *w)
+{
+	if (!w || __atomic_sub_fetch(&w->n_ref, 1, __ATOMIC_ACQ_REL) > 0)
+		return NULL;
+	registration_free(w->reg);
+	for (size_t i = 0; i < w->n_names; i++)
+		free(w->names[i]);
+	free(w->names);
+	for (size_t i = 0; i < w->n_polls; i++)
+		fuse_pollhandle_destroy(w->polls[i]);
+	free(w->polls);
+	for (size_t i = 0; i < w->n_aud; i++)
+		free(w->aud[i].audience);
+	free(w->aud);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	return NULL;
+}
+
+const char *workload_name(const Workload *w)
+{
+	return w->reg->name;
+}
+
+const char *workload_basename(const Workload *w)
+{
+	const char *s = strchr(w->reg->name, '/');
+	return s ? s + 1 : w->reg->name;
+}
+
+const Registration *workload_registration(const Workload *w)
+{
+	return w->reg;
+}
+
+uint32_t workload_slot(const Workload *w)
+{
+	return w->slot;
+}
+
+uint64_t workload_dir_serial(const Workload *w)
+{
+	return w->dir_serial;
+}
+
+uint64_t workload_dir_ino(const Workload *w)
+{
+	return tree_ino(w->slot, TREE_ID_WORKLOAD, w->dir_serial);
+}
+
+void workload_mark_removed(Workload *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->removed = true;
+	pthread_mutex_unlock(&w->lock);
+}
+
+bool workload_removed(Workload *w)
+{
+	pthread_mutex_lock(&w->lock);
+	bool r = w->removed;
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+int workload_note_name(Workload *w, uint64_t generation, const char *name)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	if (generation < w->generation) {
+		r = -ESTALE;
+		goto out;
+	}
+	for (size_t i = 0; i < w->n_names; i++)
+		if (streq(w->names[i], name))
+			goto out;
+	if (w->n_names == w->cap_names) {
+		size_t cap = w->cap_names ? w->cap_names * 2 : 8;
+		char **p = realloc(w->names, cap * sizeof *p);
+		if (!p) {
+			r = -ENOMEM;
+			goto out;
+		}
+		w->names = p;
+		w->cap_names = cap;
+	}
+	w->names[w->n_names] = strdup(name);
+	if (!w->names[w->n_names])
+		r = -ENOMEM;
+	else
+		w->n_names++;
+out:
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+int workload_set_generation(Workload *w, uint64_t generation, int64_t now, char ***ret_names,
+			    size_t *ret_n_names, struct fuse_pollhandle ***ret_polls,
+			    size_t *ret_n_polls)
+{
+	pthread_mutex_lock(&w->lock);
+	*ret_names = NULL;
+	*ret_n_names = 0;
+	*ret_polls = NULL;
+	*ret_n_polls = 0;
+	if (generation <= w->generation) {
+		pthread_mutex_unlock(&w->lock);
+		return 0;
+	}
+	w->generation = generation;
+	w->changed_at = now;
+	w->status_serial = workload_serial_next();
+	*ret_names = TAKE_PTR(w->names);
+	*ret_n_names = w->n_names;
+	w->n_names = w->cap_names = 0;
+	*ret_polls = TAKE_PTR(w->polls);
+	*ret_n_polls = w->n_polls;
+	w->n_polls = w->cap_polls = 0;
+	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
+uint64_t workload_generation(Workload *w)
+{
+	pthread_mutex_lock(&w->lock);
+	uint64_t g = w->generation;
+	pthread_mutex_unlock(&w->lock);
+	return g;
+}
+
+int64_t workload_changed_at(Workload *w)
+{
+	pthread_mutex_lock(&w->lock);
+	int64_t t = w->changed_at;
+	pthread_mutex_unlock(&w->lock);
+	return t;
+}
+
+int workload_poll(Workload *w, uint64_t generation, struct fuse_pollhandle *ph)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	if (generation < w->generation || w->removed) {
+		r = 1;
+	} else if (ph) {
+		if (w->n_polls == w->cap_polls) {
+			size_t cap = w->cap_polls ? w->cap_polls * 2 : 4;
+			struct fuse_pollhandle **p = realloc(w->polls, cap * sizeof *p);
+			if (!p) {
+				r = -ENOMEM;
+				goto out;
+			}
+			w->polls = p;
+			w->cap_polls = cap;
+		}
+		w->polls[w->n_polls++] = ph;
+		ph = NULL;
+	}
+out:
+	pthread_mutex_unlock(&w->lock);
+	if (ph)
+		fuse_pollhandle_destroy(ph);
+	return r;
+}
+
+bool workload_set_stream(Workload *w, const WorkloadStream *s)
+{
+	pthread_mutex_lock(&w->lock);
+	bool changed = !streq(w->stream.agent, s->agent) || !streq(w->stream.state, s->state);
+	w->stream = *s;
+	pthread_mutex_unlock(&w->lock);
+	return changed;
+}
+
+void workload_get_stream(Workload *w, WorkloadStream *ret)
+{
+	pthread_mutex_lock(&w->lock);
+	*ret = w->stream;
+	pthread_mutex_unlock(&w->lock);
+}
+
+uint64_t workload_status_serial(Workload *w)
+{
+	pthread_mutex_lock(&w->lock);
+	uint64_t s = w->status_serial;
+	pthread_mutex_unlock(&w->lock);
+	return s;
+}
+
+int64_t workload_status_rendered_at(Workload *w)
+{
+	pthread_mutex_lock(&w->lock);
+	int64_t t = w->status_rendered_at;
+	pthread_mutex_unlock(&w->lock);
+	return t;
+}
+
+void workload_status_touch(Workload *w, int64_t now)
+{
+	pthread_mutex_lock(&w->lock);
+	w->status_rendered_at = now;
+	pthread_mutex_unlock(&w->lock);
+}
+
+uint64_t workload_bump_status(Workload *w)
+{
+	uint64_t s = workload_serial_next();
+	pthread_mutex_lock(&w->lock);
+	w->status_serial = s;
+	pthread_mutex_unlock(&w->lock);
+	return s;
+}
+
+int workload_audience_index(Workload *w, const char *audience)
+{
+	int r;
+
+	pthread_mutex_lock(&w->lock);
+	for (size_t i = 0; i < w->n_aud; i++)
+		if (streq(w->aud[i].audience, audience)) {
+			r = (int)i;
+			goto out;
+		}
+	if (w->n_aud >= MAX_AUDIENCES) {
+		r = -E2BIG;
+		goto out;
+	}
+	Audience *a = realloc(w->aud, (w->n_aud + 1) * sizeof *a);
+	if (!a) {
+		r = -ENOMEM;
+		goto out;
+	}
+	w->aud = a;
+	a[w->n_aud] = (Audience){.audience = strdup(audience)};
+	if (!a[w->n_aud].audience) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = (int)w->n_aud++;
+out:
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+int workload_audiences(Workload *w, char ***ret, size_t *ret_n)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	char **v = calloc(w->n_aud + 1, sizeof *v);
+	if (!v)
+		r = -ENOMEM;
+	for (size_t i = 0; v && i < w->n_aud; i++)
+		if (!(v[i] = strdup(w->aud[i].audience)))
+			r = -ENOMEM;
+	size_t n = w->n_aud;
+	pthread_mutex_unlock(&w->lock);
+	if (r < 0) {
+		for (size_t i = 0; v && i < n; i++)
+			free(v[i]);
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+uint64_t workload_jwt_serial(Workload *w, unsigned index, uint64_t store_serial)
+{
+	uint64_t s = 0;
+
+	pthread_mutex_lock(&w->lock);
+	if (index < w->n_aud) {
+		Audience *a = &w->aud[index];
+		if (a->serial == 0 || a->store_serial != store_serial) {
+			a->store_serial = store_serial;
+			a->serial = workload_serial_next();
+		}
+		s = a->serial;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return s;
+}

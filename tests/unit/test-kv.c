@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+
+#include "kv.h"
+
+Test(kv, format_then_parse_round_trips)
+{
+	KvMsg *m = NULL, *p = NULL;
+	char *buf = NULL;
+	size_t len;
+
+	cr_assert_eq(kv_new(&m), 0);
+	cr_assert_eq(kv_add(m, "op", "register"), 0);
+	cr_assert_eq(kv_add(m, "selector", "k8s:ns:a"), 0);
+	cr_assert_eq(kv_add(m, "selector", "k8s:sa:b"), 0);
+	cr_assert_eq(kv_addf(m, "uid", "%d", 1000), 0);
+	cr_assert_eq(kv_add(m, "empty", ""), 0);
+	cr_assert_eq(kv_format(m, &buf, &len), 0);
+	cr_assert_str_eq(buf, "op=register\nselector=k8s:ns:a\nselector=k8s:sa:b\nuid=1000\nempty=\n\n");
+	cr_assert_eq(len, strlen(buf));
+	cr_assert_eq(kv_parse(buf, len, &p), 0);
+	cr_assert_eq(kv_count(p), 5);
+	cr_assert_str_eq(kv_get(p, "selector"), "k8s:ns:a", "first value wins");
+	cr_assert_str_eq(kv_key(p, 2), "selector");
+	cr_assert_str_eq(kv_value(p, 2), "k8s:sa:b");
+	cr_assert_str_eq(kv_get(p, "empty"), "");
+	cr_assert_null(kv_get(p, "absent"));
+	cr_assert_null(kv_key(p, 5));
+	free(buf);
+	kv_free(m);
+	kv_free(p);
+}
+
+Test(kv, add_refuses_bad_keys_and_values)
+{
+	KvMsg *m = NULL;
+
+	cr_assert_eq(kv_new(&m), 0);
+	cr_assert_eq(kv_add(m, "Op", "x"), -EINVAL);
+	cr_assert_eq(kv_add(m, "", "x"), -EINVAL);
+	cr_assert_eq(kv_add(m, "a b", "x"), -EINVAL);
+	cr_assert_eq(kv_add(m, "a=b", "x"), -EINVAL);
+	cr_assert_eq(kv_add(m, "ok", "two\nlines"), -EINVAL);
+	cr_assert_eq(kv_add(m, "ok.key-1_x", "v=w"), 0);
+	cr_assert_eq(kv_count(m), 1);
+	cr_assert_str_eq(kv_get(m, "ok.key-1_x"), "v=w", "only the first '=' splits");
+	kv_free(m);
+}
+
+Test(kv, parse_rejects_malformed_lines)
+{
+	KvMsg *m = NULL;
+
+	cr_assert_eq(kv_parse("noequals\n\n", 10, &m), -EINVAL);
+	cr_assert_eq(kv_parse("BAD=1\n\n", 7, &m), -EINVAL);
+	cr_assert_eq(kv_parse("a=1\0b\n\n", 7, &m), -EINVAL);
+	cr_assert_eq(kv_parse("a=1\nb=2", 7, &m), 0, "final empty line is optional");
+	cr_assert_eq(kv_count(m), 2);
+	kv_free(m);
+	cr_assert_eq(kv_parse("a=1\n\nb=2\n\n", 10, &m), 0);
+	cr_assert_eq(kv_count(m), 1, "parsing stops at the empty line");
+	kv_free(m);
+}
+
+Test(kv, read_fd_reads_one_message_over_a_pipe)
+{
+	int p[2];
+	KvMsg *m = NULL, *r = NULL;
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(kv_new(&m), 0);
+	cr_assert_eq(kv_add(m, "status", "0"), 0);
+	cr_assert_eq(kv_add(m, "workload", "pods/abc"), 0);
+	cr_assert_eq(kv_write_fd(p[1], m), 0);
+	cr_assert_eq(kv_read_fd(p[0], 4096, 1000, &r), 0);
+	cr_assert_str_eq(kv_get(r, "workload"), "pods/abc");
+	cr_assert_str_eq(kv_get(r, "status"), "0");
+	kv_free(m);
+	kv_free(r);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(kv, read_fd_empty_message)
+{
+	int p[2];
+	KvMsg *r = NULL;
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(write(p[1], "\n", 1), 1);
+	cr_assert_eq(kv_read_fd(p[0], 64, 1000, &r), 0);
+	cr_assert_eq(kv_count(r), 0);
+	kv_free(r);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(kv, read_fd_limits_timeout_and_eof)
+{
+	int p[2];
+	KvMsg *r = NULL;
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(write(p[1], "a=0123456789\n", 13), 13);
+	cr_assert_eq(kv_read_fd(p[0], 8, 1000, &r), -EMSGSIZE);
+	cr_assert_eq(kv_read_fd(p[0], 64, 50, &r), -ETIMEDOUT, "no message end within the timeout");
+	cr_assert_eq(write(p[1], "a=1\n", 4), 4);
+	close(p[1]);
+	cr_assert_eq(kv_read_fd(p[0], 64, 1000, &r), -ECONNRESET);
+	close(p[0]);
+}
