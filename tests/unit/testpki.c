@@ -154,9 +154,12 @@ void testpki_ca(TestCa *ca, const char *td)
 	*ca = (TestCa){.td = strdup(td)};
 	ca->root_key = testpki_key_ec();
 	ca->int_key = testpki_key_ec();
-	o.cn = "test root CA";
+	char root_cn[300], int_cn[300];
+	snprintf(root_cn, sizeof root_cn, "%s test root CA", td);
+	snprintf(int_cn, sizeof int_cn, "%s test intermediate CA", td);
+	o.cn = root_cn;
 	ca->root = testpki_cert(ca->root_key, NULL, ca->root_key, &o);
-	o.cn = "test intermediate CA";
+	o.cn = int_cn;
 	ca->inter = testpki_cert(ca->int_key, ca->root, ca->root_key, &o);
 	testpki_append(&ca->bundle, &ca->bundle_len, ca->root);
 }
