@@ -50,8 +50,8 @@ static int print_file(const SvidSet *set, const char *name, SvidFileKind kind, c
 
 static void print_status(const SvidSet *set, int64_t now)
 {
-	SvidStatusExtra x = {.agent = "agent-1", .stream_state = "connected",
-			     .last_message_at = now, .now = now};
+	SvidStatusExtra x = {
+	    .agent = "agent-1", .stream_state = "connected", .last_message_at = now, .now = now};
 	SvidBlob *b = NULL;
 	if (svid_render_status(set, &x, &b) == 0)
 		printf("--- status.json\n%.*s", (int)svid_blob_size(b), svid_blob_data(b));
@@ -66,7 +66,8 @@ static void print_all(const SvidSet *set, int64_t now)
 	       (unsigned long long)svid_set_generation(set));
 	print_file(set, "credential-bundle.private-key.pem", SVID_FILE_CREDENTIAL_BUNDLE, NULL);
 	for (size_t i = 0; i < svid_set_n_bundles(set); i++) {
-		snprintf(name, sizeof name, "%s.spiffe-trust-bundle.pem", svid_set_bundle_td(set, i));
+		snprintf(name, sizeof name, "%s.spiffe-trust-bundle.pem",
+			 svid_set_bundle_td(set, i));
 		print_file(set, name, SVID_FILE_TRUST_BUNDLE, svid_set_bundle_td(set, i));
 	}
 	printf("\n=== layout spiffe-helper\n");
@@ -107,11 +108,10 @@ int main(int argc, char **argv)
 				     {"partner.example", partner.bundle, partner.bundle_len}};
 	SvidBundleInput jwt = {"example.org", (const uint8_t *)jwks, strlen(jwks)};
 	SvidX509Input in = testpki_input(&svid, "web");
-	SvidX509Update u = {.svids = &in, .n_svids = 1, .federates_with = fw,
-			    .n_federates_with = 1};
+	SvidX509Update u = {
+	    .svids = &in, .n_svids = 1, .federates_with = fw, .n_federates_with = 1};
 
-	if ((r = svid_store_new(0, &st)) < 0 ||
-	    (r = svid_store_add(st, WORKLOAD, NULL)) < 0 ||
+	if ((r = svid_store_new(0, &st)) < 0 || (r = svid_store_add(st, WORKLOAD, NULL)) < 0 ||
 	    (r = svid_store_set_x509_bundles(st, "agent-1", bundles, 2, now)) < 0 ||
 	    (r = svid_store_set_jwt_bundles(st, "agent-1", &jwt, 1, now)) < 0 ||
 	    (r = svid_store_update_x509(st, WORKLOAD, "agent-1", &u, now)) < 0 ||
