@@ -361,6 +361,7 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 		subctx_free(ctx);
 		return log_error_errno(r, "cannot subscribe %s to agent %s", name, agent_name);
 	}
+	Workload *w = NULL;
 	pthread_mutex_lock(&s->lock);
 	e = *hash_find(s, name);
 	if (e && e->epoch == epoch) {
@@ -368,8 +369,20 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 		e->ctx = ctx;
 		sub = NULL;
 		ctx = NULL;
+		w = workload_ref(e->w);
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (w) {
+		/* Say who serves it now; the ticker refines the stream state. */
+		WorkloadStream ws = {};
+		snprintf(ws.agent, sizeof ws.agent, "%s", agent_name);
+		snprintf(ws.state, sizeof ws.state, "connecting");
+		if (workload_set_stream(w, &ws)) {
+			workload_bump_status(w);
+			notify_inval_entry(s->notify, workload_dir_ino(w), "status.json");
+		}
+		workload_unref(w);
+	}
 	agent_sub_cancel(sub); /* removed or switched meanwhile */
 	subctx_free(ctx);
 	log_info("%s: served by agent %s", name, agent_name);
