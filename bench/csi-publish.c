@@ -125,8 +125,12 @@ static int run(KubeletVolume *v, size_t n, unsigned threads, bool unpub, double 
 	int errors = 0;
 
 	for (unsigned i = 0; i < threads; i++) {
-		j[i] = (Job){.v = v, .from = n * i / threads, .to = n * (i + 1) / threads,
-			     .pub = pub, .unpub = up, .do_unpub = unpub};
+		j[i] = (Job){.v = v,
+			     .from = n * i / threads,
+			     .to = n * (i + 1) / threads,
+			     .pub = pub,
+			     .unpub = up,
+			     .do_unpub = unpub};
 		pthread_create(&t[i], NULL, job_main, &j[i]);
 	}
 	for (unsigned i = 0; i < threads; i++) {
@@ -183,7 +187,8 @@ int main(int argc, char **argv)
 		have = backgrounds[b];
 		for (unsigned par = 1; par <= 8; par += 7) {
 			KubeletVolume *v = make_pods(samples, "measured");
-			double *pub = calloc(samples, sizeof(double)), *up = calloc(samples, sizeof(double));
+			double *pub = calloc(samples, sizeof(double)),
+			       *up = calloc(samples, sizeof(double));
 			int e1 = run(v, samples, par, false, pub, up);
 			int e2 = run(v, samples, par, true, pub, up);
 			report("publish", have, par, pub, samples, e1);

@@ -99,8 +99,8 @@ static void pod_start(Pod *p)
 				break;
 		}
 		if (now_s() - t0_run - p->start > 120) {
-			snprintf(p->error, sizeof p->error, "pod %s: files not readable after 120 s",
-				 p->v.pod_uid);
+			snprintf(p->error, sizeof p->error,
+				 "pod %s: files not readable after 120 s", p->v.pod_uid);
 			return;
 		}
 		usleep(200);
@@ -167,7 +167,8 @@ static void run_one(int replicas, bool sequential, Run *out)
 					  sizeof msg, 60000);
 		if (r != 0 && out->n_errors < MAX_ERRORS)
 			snprintf(out->errors[out->n_errors++], sizeof out->errors[0],
-				 "unpublish %s: %s: %s", pods[i].v.pod_uid, kubelet_code_name(r), msg);
+				 "unpublish %s: %s: %s", pods[i].v.pod_uid, kubelet_code_name(r),
+				 msg);
 	}
 	kubelet_free(k);
 	out->total = now_s() - t0_run;
@@ -242,12 +243,12 @@ static int parse_replicas(const char *s, int *out, int max)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"replicas", required_argument, NULL, 'r'},
-		{"sequential", no_argument, NULL, 's'},
-		{"first-svid-delay-ms", required_argument, NULL, 'd'},
-		{"output-dir", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
+	    {"replicas", required_argument, NULL, 'r'},
+	    {"sequential", no_argument, NULL, 's'},
+	    {"first-svid-delay-ms", required_argument, NULL, 'd'},
+	    {"output-dir", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {},
 	};
 	int replicas[MAX_RUNS], n_runs, delay_ms = 0, c;
 	bool sequential = false;

@@ -25,8 +25,8 @@
 #include "secret.h"
 #include "wrappers.pb-c.h"
 
-#define N_REQUESTS 8           /* request_call kept outstanding */
-#define WORKER_IDLE_S 10       /* an idle worker thread exits after this */
+#define N_REQUESTS 8	 /* request_call kept outstanding */
+#define WORKER_IDLE_S 10 /* an idle worker thread exits after this */
 #define WORKER_STACK (256 * 1024)
 
 typedef enum {
@@ -50,14 +50,14 @@ typedef enum {
 } Method;
 
 static const char *const method_paths[M_X_MAX] = {
-	[M_GET_PLUGIN_INFO] = "/csi.v1.Identity/GetPluginInfo",
-	[M_GET_PLUGIN_CAPABILITIES] = "/csi.v1.Identity/GetPluginCapabilities",
-	[M_PROBE] = "/csi.v1.Identity/Probe",
-	[M_NODE_PUBLISH] = "/csi.v1.Node/NodePublishVolume",
-	[M_NODE_UNPUBLISH] = "/csi.v1.Node/NodeUnpublishVolume",
-	[M_NODE_VOLUME_STATS] = "/csi.v1.Node/NodeGetVolumeStats",
-	[M_NODE_CAPABILITIES] = "/csi.v1.Node/NodeGetCapabilities",
-	[M_NODE_INFO] = "/csi.v1.Node/NodeGetInfo",
+    [M_GET_PLUGIN_INFO] = "/csi.v1.Identity/GetPluginInfo",
+    [M_GET_PLUGIN_CAPABILITIES] = "/csi.v1.Identity/GetPluginCapabilities",
+    [M_PROBE] = "/csi.v1.Identity/Probe",
+    [M_NODE_PUBLISH] = "/csi.v1.Node/NodePublishVolume",
+    [M_NODE_UNPUBLISH] = "/csi.v1.Node/NodeUnpublishVolume",
+    [M_NODE_VOLUME_STATS] = "/csi.v1.Node/NodeGetVolumeStats",
+    [M_NODE_CAPABILITIES] = "/csi.v1.Node/NodeGetCapabilities",
+    [M_NODE_INFO] = "/csi.v1.Node/NodeGetInfo",
 };
 
 typedef struct Call Call;
@@ -85,12 +85,12 @@ struct CsiServer {
 
 	/* Everything below is guarded by mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t cond;      /* work queued, or a worker exited */
+	pthread_cond_t cond; /* work queued, or a worker exited */
 	Call *queue_head, *queue_tail;
 	unsigned n_workers, n_idle;
 	bool quit_workers;
-	unsigned live_calls;      /* Calls not yet freed (CQ thread decrements) */
-	bool shutdown_notified;   /* grpc_server_shutdown_and_notify's tag came back */
+	unsigned live_calls;	/* Calls not yet freed (CQ thread decrements) */
+	bool shutdown_notified; /* grpc_server_shutdown_and_notify's tag came back */
 	bool cq_shut;
 };
 
@@ -168,8 +168,8 @@ static void request_one(CsiServer *s)
 	pthread_mutex_lock(&s->mu);
 	s->live_calls++;
 	pthread_mutex_unlock(&s->mu);
-	grpc_call_error e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq,
-						     s->cq, c);
+	grpc_call_error e =
+	    grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq, c);
 	if (e != GRPC_CALL_OK) {
 		log_error("grpc_server_request_call: %s", grpc_call_error_to_string(e));
 		c->call = NULL;
@@ -235,7 +235,8 @@ static void rpc_get_plugin_info(Call *c)
 static void rpc_get_plugin_capabilities(Call *c)
 {
 	/* A node-only plugin: no controller service, no topology. */
-	Csi__V1__GetPluginCapabilitiesResponse resp = CSI__V1__GET_PLUGIN_CAPABILITIES_RESPONSE__INIT;
+	Csi__V1__GetPluginCapabilitiesResponse resp =
+	    CSI__V1__GET_PLUGIN_CAPABILITIES_RESPONSE__INIT;
 	call_reply(c, &resp.base, GRPC_STATUS_OK, NULL);
 }
 
@@ -251,9 +252,9 @@ static void rpc_node_get_info(Call *c)
 static void rpc_node_get_capabilities(Call *c)
 {
 	static const Csi__V1__NodeServiceCapability__RPC__Type types[] = {
-		CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_MOUNT_GROUP,
-		CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_CONDITION,
-		CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__GET_VOLUME_STATS,
+	    CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_MOUNT_GROUP,
+	    CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_CONDITION,
+	    CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__GET_VOLUME_STATS,
 	};
 	Csi__V1__NodeServiceCapability__RPC rpc[ELEMENTSOF(types)];
 	Csi__V1__NodeServiceCapability cap[ELEMENTSOF(types)];
@@ -280,7 +281,8 @@ static void rpc_probe(Call *c)
 
 	ready.value = publisher_probe(c->srv->publisher);
 	if (!ready.value)
-		log_warning("probe: the svidfs daemon does not answer on its control socket: not ready");
+		log_warning(
+		    "probe: the svidfs daemon does not answer on its control socket: not ready");
 	resp.ready = &ready;
 	call_reply(c, &resp.base, GRPC_STATUS_OK, NULL);
 }
@@ -301,7 +303,7 @@ static void wipe_secrets(Csi__V1__NodePublishVolumeRequest *req)
 static void rpc_node_publish(Call *c)
 {
 	Csi__V1__NodePublishVolumeRequest *req = (Csi__V1__NodePublishVolumeRequest *)unpack(
-		&csi__v1__node_publish_volume_request__descriptor, c->recv);
+	    &csi__v1__node_publish_volume_request__descriptor, c->recv);
 	Csi__V1__NodePublishVolumeResponse resp = CSI__V1__NODE_PUBLISH_VOLUME_RESPONSE__INIT;
 	CsiStatus st;
 
@@ -317,7 +319,7 @@ static void rpc_node_publish(Call *c)
 static void rpc_node_unpublish(Call *c)
 {
 	Csi__V1__NodeUnpublishVolumeRequest *req = (Csi__V1__NodeUnpublishVolumeRequest *)unpack(
-		&csi__v1__node_unpublish_volume_request__descriptor, c->recv);
+	    &csi__v1__node_unpublish_volume_request__descriptor, c->recv);
 	Csi__V1__NodeUnpublishVolumeResponse resp = CSI__V1__NODE_UNPUBLISH_VOLUME_RESPONSE__INIT;
 	CsiStatus st;
 
@@ -332,7 +334,7 @@ static void rpc_node_unpublish(Call *c)
 static void rpc_node_volume_stats(Call *c)
 {
 	Csi__V1__NodeGetVolumeStatsRequest *req = (Csi__V1__NodeGetVolumeStatsRequest *)unpack(
-		&csi__v1__node_get_volume_stats_request__descriptor, c->recv);
+	    &csi__v1__node_get_volume_stats_request__descriptor, c->recv);
 	Csi__V1__NodeGetVolumeStatsResponse resp = CSI__V1__NODE_GET_VOLUME_STATS_RESPONSE__INIT;
 	Csi__V1__VolumeCondition cond = CSI__V1__VOLUME_CONDITION__INIT;
 	Csi__V1__VolumeUsage u[2], *up[2];
@@ -393,7 +395,8 @@ static void dispatch(Call *c)
 		gpr_free(gm);
 		log_debug("unimplemented RPC %s", m ?: "?");
 		char msg[256];
-		snprintf(msg, sizeof msg, "%s is not implemented by svidfs-csi (a node-only plugin)",
+		snprintf(msg, sizeof msg,
+			 "%s is not implemented by svidfs-csi (a node-only plugin)",
 			 m ?: "this method");
 		return call_reply(c, NULL, GRPC_STATUS_UNIMPLEMENTED, msg);
 	}
@@ -444,13 +447,6 @@ exit:
 static void enqueue_work(CsiServer *s, Call *c)
 {
 	pthread_mutex_lock(&s->mu);
-	c->state = CALL_WORK;
-	c->next = NULL;
-	if (s->queue_tail)
-		s->queue_tail->next = c;
-	else
-		s->queue_head = c;
-	s->queue_tail = c;
 	if (s->n_idle == 0 && s->n_workers < s->max_workers) {
 		pthread_attr_t a;
 		pthread_t t;
@@ -462,14 +458,21 @@ static void enqueue_work(CsiServer *s, Call *c)
 		if (r == 0)
 			s->n_workers++;
 		else if (s->n_workers == 0) {
-			/* No thread at all to serve it: answer from here rather than hang. */
-			s->queue_head = s->queue_tail = NULL;
+			/* No thread at all to serve it: answer now rather than hang. */
 			pthread_mutex_unlock(&s->mu);
 			log_error_errno(-r, "cannot start a CSI worker thread");
 			return call_reply(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED,
 					  "svidfs-csi cannot start a worker thread");
 		}
+		/* else: the running workers will get to it. */
 	}
+	c->state = CALL_WORK;
+	c->next = NULL;
+	if (s->queue_tail)
+		s->queue_tail->next = c;
+	else
+		s->queue_head = c;
+	s->queue_tail = c;
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -534,8 +537,8 @@ static void *cq_main(void *arg)
 	CsiServer *s = arg;
 
 	for (;;) {
-		grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-							   NULL);
+		grpc_event ev =
+		    grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
 		if (ev.type != GRPC_OP_COMPLETE)
@@ -569,9 +572,9 @@ static int take_lock(CsiServer *s)
 		return log_error_errno(negative_errno(), "cannot open lockfile %s", lock);
 	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EWOULDBLOCK)
-			return log_error_errno(-EADDRINUSE,
-					       "another svidfs-csi already serves %s (lock %s held)",
-					       s->socket_path, lock);
+			return log_error_errno(
+			    -EADDRINUSE, "another svidfs-csi already serves %s (lock %s held)",
+			    s->socket_path, lock);
 		return log_error_errno(negative_errno(), "cannot lock %s", lock);
 	}
 	return 0;
@@ -582,10 +585,11 @@ static int remove_stale_socket(const char *path)
 	struct stat st;
 
 	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : log_error_errno(negative_errno(), "cannot stat %s", path);
+		return errno == ENOENT ? 0
+				       : log_error_errno(negative_errno(), "cannot stat %s", path);
 	if (!S_ISSOCK(st.st_mode))
-		return log_error_errno(-EEXIST, "%s exists and is not a socket: refusing to replace it",
-				       path);
+		return log_error_errno(
+		    -EEXIST, "%s exists and is not a socket: refusing to replace it", path);
 	/* We hold the lock, so no live plugin owns it. */
 	if (unlink(path) < 0)
 		return log_error_errno(negative_errno(), "cannot remove stale socket %s", path);
@@ -692,7 +696,7 @@ CsiServer *csi_server_free(CsiServer *s)
 			grpc_completion_queue_shutdown(s->cq);
 			while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
 							  NULL)
-				       .type != GRPC_QUEUE_SHUTDOWN)
+				   .type != GRPC_QUEUE_SHUTDOWN)
 				;
 		}
 		grpc_completion_queue_destroy(s->cq);

@@ -14,9 +14,9 @@ typedef struct {
 	const char *socket_path; /* filesystem path of the unix socket */
 	const char *driver_name;
 	const char *node_id;
-	unsigned socket_mode;    /* e.g. 0660 */
-	unsigned max_workers;    /* concurrent blocking RPCs; more wait in a queue */
-	Publisher *publisher;    /* borrowed; outlives the server */
+	unsigned socket_mode; /* e.g. 0660 */
+	unsigned max_workers; /* concurrent blocking RPCs; more wait in a queue */
+	Publisher *publisher; /* borrowed; outlives the server */
 } CsiServerConfig;
 
 /* Takes the socket's lockfile (<socket>.lock; -EADDRINUSE when another plugin holds it), removes

@@ -92,19 +92,19 @@ int main(int argc, char **argv)
 		ARG_VERSION,
 	};
 	static const struct option opts[] = {
-		{"endpoint", required_argument, NULL, ARG_ENDPOINT},
-		{"driver-name", required_argument, NULL, ARG_DRIVER_NAME},
-		{"node-id", required_argument, NULL, ARG_NODE_ID},
-		{"kubelet-root", required_argument, NULL, ARG_KUBELET_ROOT},
-		{"svidfs-mount", required_argument, NULL, ARG_SVIDFS_MOUNT},
-		{"control-socket", required_argument, NULL, ARG_CONTROL_SOCKET},
-		{"publish-timeout", required_argument, NULL, ARG_PUBLISH_TIMEOUT},
-		{"max-workers", required_argument, NULL, ARG_MAX_WORKERS},
-		{"socket-mode", required_argument, NULL, ARG_SOCKET_MODE},
-		{"log-level", required_argument, NULL, ARG_LOG_LEVEL},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, ARG_VERSION},
-		{},
+	    {"endpoint", required_argument, NULL, ARG_ENDPOINT},
+	    {"driver-name", required_argument, NULL, ARG_DRIVER_NAME},
+	    {"node-id", required_argument, NULL, ARG_NODE_ID},
+	    {"kubelet-root", required_argument, NULL, ARG_KUBELET_ROOT},
+	    {"svidfs-mount", required_argument, NULL, ARG_SVIDFS_MOUNT},
+	    {"control-socket", required_argument, NULL, ARG_CONTROL_SOCKET},
+	    {"publish-timeout", required_argument, NULL, ARG_PUBLISH_TIMEOUT},
+	    {"max-workers", required_argument, NULL, ARG_MAX_WORKERS},
+	    {"socket-mode", required_argument, NULL, ARG_SOCKET_MODE},
+	    {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, ARG_VERSION},
+	    {},
 	};
 	const char *endpoint = DEFAULT_ENDPOINT, *driver = DEFAULT_DRIVER_NAME;
 	const char *node_id = getenv("NODE_NAME"), *kubelet_root = DEFAULT_KUBELET_ROOT;
@@ -137,7 +137,8 @@ int main(int argc, char **argv)
 			break;
 		case ARG_PUBLISH_TIMEOUT:
 			if (parse_uint(optarg, 3600, 10, &timeout_s) < 0 || timeout_s == 0) {
-				log_error("--publish-timeout: \"%s\" is not 1-3600 seconds", optarg);
+				log_error("--publish-timeout: \"%s\" is not 1-3600 seconds",
+					  optarg);
 				return 2;
 			}
 			break;
@@ -218,10 +219,10 @@ int main(int argc, char **argv)
 	Publisher *pub = NULL;
 	CsiServer *srv = NULL;
 	PublisherConfig pc = {
-		.kubelet_root = kubelet_root,
-		.svidfs_mount = svidfs_mount,
-		.control_socket = control,
-		.publish_timeout_ms = (int)timeout_s * 1000,
+	    .kubelet_root = kubelet_root,
+	    .svidfs_mount = svidfs_mount,
+	    .control_socket = control,
+	    .publish_timeout_ms = (int)timeout_s * 1000,
 	};
 	r = publisher_new(&pc, &pub);
 	if (r < 0) {
@@ -229,12 +230,12 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	CsiServerConfig sc = {
-		.socket_path = sock,
-		.driver_name = driver,
-		.node_id = node_id,
-		.socket_mode = (unsigned)mode,
-		.max_workers = (unsigned)workers,
-		.publisher = pub,
+	    .socket_path = sock,
+	    .driver_name = driver,
+	    .node_id = node_id,
+	    .socket_mode = (unsigned)mode,
+	    .max_workers = (unsigned)workers,
+	    .publisher = pub,
 	};
 	r = csi_server_new(&sc, &srv);
 	if (r < 0)

@@ -29,9 +29,9 @@ size_t mountinfo_count_under(const MountInfo *mi, const char *path);
 int mountinfo_entry_id(const MountEntry *e);
 unsigned mountinfo_entry_major(const MountEntry *e);
 unsigned mountinfo_entry_minor(const MountEntry *e);
-const char *mountinfo_entry_root(const MountEntry *e);       /* root of the mount in its fs */
+const char *mountinfo_entry_root(const MountEntry *e); /* root of the mount in its fs */
 const char *mountinfo_entry_mountpoint(const MountEntry *e);
-const char *mountinfo_entry_options(const MountEntry *e);    /* per-mount options, e.g. ro,nosuid */
+const char *mountinfo_entry_options(const MountEntry *e); /* per-mount options, e.g. ro,nosuid */
 const char *mountinfo_entry_fstype(const MountEntry *e);
 const char *mountinfo_entry_source(const MountEntry *e);
 /* True when the comma-separated per-mount options contain opt exactly (e.g. "ro"). */

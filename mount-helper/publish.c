@@ -21,8 +21,8 @@
 #include "publish.h"
 #include "volctx.h"
 
-#define CTL_TIMEOUT_MS 5000   /* one control request (the wait op adds its own timeout) */
-#define WAIT_SLICE_MS 1000    /* wait in slices so shutdown and deadlines are noticed */
+#define CTL_TIMEOUT_MS 5000 /* one control request (the wait op adds its own timeout) */
+#define WAIT_SLICE_MS 1000  /* wait in slices so shutdown and deadlines are noticed */
 #define BIND_FLAGS (MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 struct Publisher {
@@ -76,11 +76,23 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
 
 static const char *code_name(grpc_status_code c)
 {
-	static const char *const n[] = {
-		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-		"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-		"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-		"UNAUTHENTICATED"};
+	static const char *const n[] = {"OK",
+					"CANCELLED",
+					"UNKNOWN",
+					"INVALID_ARGUMENT",
+					"DEADLINE_EXCEEDED",
+					"NOT_FOUND",
+					"ALREADY_EXISTS",
+					"PERMISSION_DENIED",
+					"RESOURCE_EXHAUSTED",
+					"FAILED_PRECONDITION",
+					"ABORTED",
+					"OUT_OF_RANGE",
+					"UNIMPLEMENTED",
+					"INTERNAL",
+					"UNAVAILABLE",
+					"DATA_LOSS",
+					"UNAUTHENTICATED"};
 	return (unsigned)c < ELEMENTSOF(n) ? n[c] : "?";
 }
 
@@ -236,7 +248,7 @@ static int unregister_ref(Publisher *p, const char *workload, const char *ref, c
 
 	if (r < 0) {
 		errf(err, errlen, "svidfs daemon not reachable at %s: %s", p->control_socket,
-			 strerror(-r));
+		     strerror(-r));
 		return r;
 	}
 	r = ctl_reply_status(reply);
@@ -244,7 +256,7 @@ static int unregister_ref(Publisher *p, const char *workload, const char *ref, c
 		return 0;
 	if (r < 0)
 		errf(err, errlen, "svidfs daemon refused to unregister %s: %s", workload,
-			 ctl_reply_error(reply));
+		     ctl_reply_error(reply));
 	return r;
 }
 
@@ -302,12 +314,12 @@ static int check_parent(Publisher *p, const char *target, char *err, size_t errl
 		int r = negative_errno();
 		if (r == -ENOENT)
 			errf(err, errlen,
-				 "the parent directory of target_path (%s) does not exist; kubelet "
-				 "creates it before publishing",
-				 parent);
+			     "the parent directory of target_path (%s) does not exist; kubelet "
+			     "creates it before publishing",
+			     parent);
 		else
 			errf(err, errlen, "cannot resolve the parent of target_path (%s): %s",
-				 parent, strerror(-r));
+			     parent, strerror(-r));
 		return r;
 	}
 	/* parent = <kubelet_root><rest>; its resolution must be <root_real><rest>. */
@@ -317,9 +329,9 @@ static int check_parent(Publisher *p, const char *target, char *err, size_t errl
 		return -ENAMETOOLONG;
 	if (!streq(expect, real)) {
 		errf(err, errlen,
-			 "target_path's parent %s resolves to %s through a symlink: refusing to "
-			 "mount outside the kubelet directory",
-			 parent, real);
+		     "target_path's parent %s resolves to %s through a symlink: refusing to "
+		     "mount outside the kubelet directory",
+		     parent, real);
 		return -ELOOP;
 	}
 	return 0;
@@ -343,8 +355,8 @@ static void rollback(PublishOp *op)
 		log_warning_errno(negative_errno(), "rollback: cannot unmount %s", target);
 	if (op->created_dir && rmdir(target) < 0 && errno != ENOENT)
 		log_warning_errno(negative_errno(), "rollback: cannot remove %s", target);
-	if (op->registered && unregister_ref(op->p, op->workload, volctx_volume_id(op->vc), err,
-					      sizeof err) < 0)
+	if (op->registered &&
+	    unregister_ref(op->p, op->workload, volctx_volume_id(op->vc), err, sizeof err) < 0)
 		log_warning("rollback: %s (volume %s stays registered until unpublish)", err,
 			    volctx_volume_id(op->vc));
 }
@@ -442,13 +454,13 @@ static void do_wait(PublishOp *op, int rpc_timeout_ms, CsiStatus *st)
 					  "svidfs-csi is shutting down; retry");
 		if (now_ms() - start >= limit)
 			return set_status(
-				st, GRPC_STATUS_UNAVAILABLE,
-				"no SVID for pod %s/%s (uid %s, service account %s) within %.1f s: "
-				"check that a registration entry matches its selectors and that "
-				"the SPIRE agent is synced; kubelet will retry",
-				volctx_pod_namespace(op->vc), volctx_pod_name(op->vc),
-				volctx_pod_uid(op->vc), volctx_service_account(op->vc),
-				(double)limit / 1000);
+			    st, GRPC_STATUS_UNAVAILABLE,
+			    "no SVID for pod %s/%s (uid %s, service account %s) within %.1f s: "
+			    "check that a registration entry matches its selectors and that "
+			    "the SPIRE agent is synced; kubelet will retry",
+			    volctx_pod_namespace(op->vc), volctx_pod_name(op->vc),
+			    volctx_pod_uid(op->vc), volctx_service_account(op->vc),
+			    (double)limit / 1000);
 	}
 }
 
@@ -474,10 +486,9 @@ static void do_mount(PublishOp *op, CsiStatus *st)
 	snprintf(src, sizeof src, "%s/%s", p->svidfs_mount, op->workload);
 	sfd = open(src, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
 	if (sfd < 0)
-		return set_status(st, errno == ENOTCONN ? GRPC_STATUS_UNAVAILABLE
-							 : GRPC_STATUS_INTERNAL,
-				  "cannot open the pod's svidfs directory %s: %s", src,
-				  strerror(errno));
+		return set_status(
+		    st, errno == ENOTCONN ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INTERNAL,
+		    "cannot open the pod's svidfs directory %s: %s", src, strerror(errno));
 	snprintf(sfdp, sizeof sfdp, "/proc/self/fd/%d", sfd);
 	snprintf(tfdp, sizeof tfdp, "/proc/self/fd/%d", tfd);
 	if (mount(sfdp, tfdp, NULL, MS_BIND, NULL) < 0)
@@ -495,24 +506,25 @@ static void do_mount(PublishOp *op, CsiStatus *st)
 
 /* The target is already a mount point: OK when it is this pod's read-only bind and the daemon
  * accepts the same registration again; ALREADY_EXISTS otherwise. */
-static void publish_existing(PublishOp *op, const MountInfo *mi, const MountEntry *e,
-			     CsiStatus *st)
+static void publish_existing(PublishOp *op, const MountInfo *mi, const MountEntry *e, CsiStatus *st)
 {
 	const char *target = volctx_target_path(op->vc);
 
 	if (!svidfs_bind_of(op->p, mi, e, volctx_pod_uid(op->vc)))
-		return set_status(st, GRPC_STATUS_ALREADY_EXISTS,
-				  "target_path %s is already a mount (%s %s, root %s), not pod %s's "
-				  "svidfs directory",
-				  target, mountinfo_entry_fstype(e), mountinfo_entry_source(e),
-				  mountinfo_entry_root(e), volctx_pod_uid(op->vc));
+		return set_status(
+		    st, GRPC_STATUS_ALREADY_EXISTS,
+		    "target_path %s is already a mount (%s %s, root %s), not pod %s's "
+		    "svidfs directory",
+		    target, mountinfo_entry_fstype(e), mountinfo_entry_source(e),
+		    mountinfo_entry_root(e), volctx_pod_uid(op->vc));
 	/* Same registration again is idempotent in the daemon; different settings are -EEXIST. */
 	do_register(op, st);
 	op->registered = false; /* never roll back a registration an earlier publish made */
 	if (st->code != GRPC_STATUS_OK)
 		return;
 	if (!has_bind_flags(e)) {
-		_cleanup_close_ int fd = open(target, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+		_cleanup_close_ int fd =
+		    open(target, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
 		int r = fd < 0 ? negative_errno() : remount_ro_fd(fd);
 		if (r < 0)
 			return set_status(st, GRPC_STATUS_INTERNAL,
@@ -533,6 +545,25 @@ static void log_outcome(const char *what, const char *ns, const char *name, cons
 			    name, uid, volume, target, code_name(st->code), st->message, ms);
 }
 
+/* A volume context value fit for a log line (a plain token), or "?". */
+static const char *log_token(const Csi__V1__NodePublishVolumeRequest *req, const char *key)
+{
+	for (size_t i = 0; i < req->n_volume_context; i++) {
+		const char *k = req->volume_context[i]->key, *v = req->volume_context[i]->value;
+		if (!k || !v || !streq(k, key))
+			continue;
+		size_t n = strlen(v);
+		if (n == 0 || n > 253)
+			return "?";
+		for (const char *c = v; *c; c++)
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			      (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
+				return "?";
+		return v;
+	}
+	return "-";
+}
+
 void publisher_publish(Publisher *p, const Csi__V1__NodePublishVolumeRequest *req,
 		       int rpc_timeout_ms, CsiStatus *st)
 {
@@ -548,11 +579,13 @@ void publisher_publish(Publisher *p, const Csi__V1__NodePublishVolumeRequest *re
 	if (r < 0) {
 		set_status(st, r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_INTERNAL,
 			   "%s", r == -EINVAL ? err : strerror(-r));
-		/* Invalid input: log what identifies the request, quoting nothing untrusted. */
-		log_warning("publish volume=%s: %s: %s",
+		/* Invalid input: log what identifies the request, with untrusted values only when
+		 * they are plain tokens. */
+		log_outcome("publish", log_token(req, VOLCTX_KEY_POD_NAMESPACE),
+			    log_token(req, VOLCTX_KEY_POD_NAME), log_token(req, VOLCTX_KEY_POD_UID),
 			    volctx_check_volume_id(req->volume_id, NULL, 0) == 0 ? req->volume_id
-										   : "?",
-			    code_name(st->code), st->message);
+										 : "?",
+			    "-", t0, st);
 		return;
 	}
 	const char *ns = volctx_pod_namespace(vc), *name = volctx_pod_name(vc);
@@ -588,7 +621,10 @@ void publisher_publish(Publisher *p, const Csi__V1__NodePublishVolumeRequest *re
 	}
 	do_register(&op, st);
 	if (st->code == GRPC_STATUS_OK)
-		do_wait(&op, rpc_timeout_ms < 0 ? -1 : MAX(0, rpc_timeout_ms - (int)((now_us() - t0) / 1000)), st);
+		do_wait(&op,
+			rpc_timeout_ms < 0 ? -1
+					   : MAX(0, rpc_timeout_ms - (int)((now_us() - t0) / 1000)),
+			st);
 	if (st->code == GRPC_STATUS_OK)
 		do_mount(&op, st);
 	if (st->code != GRPC_STATUS_OK)
@@ -611,11 +647,12 @@ void publisher_unpublish(Publisher *p, const Csi__V1__NodeUnpublishVolumeRequest
 	st->code = GRPC_STATUS_OK;
 	st->message[0] = 0;
 	if (volctx_check_volume_id(req->volume_id, err, sizeof err) < 0 ||
-	    volctx_parse_target(p->kubelet_root, req->target_path, &uid, NULL, err, sizeof err) < 0) {
+	    volctx_parse_target(p->kubelet_root, req->target_path, &uid, NULL, err, sizeof err) <
+		0) {
 		set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
 		log_warning("unpublish volume=%s: %s: %s",
 			    volctx_check_volume_id(req->volume_id, NULL, 0) == 0 ? req->volume_id
-										   : "?",
+										 : "?",
 			    code_name(st->code), st->message);
 		return;
 	}
@@ -650,7 +687,8 @@ void publisher_unpublish(Publisher *p, const Csi__V1__NodeUnpublishVolumeRequest
 		if (umount2(target, UMOUNT_NOFOLLOW) < 0) {
 			if (errno == EINVAL || errno == ENOENT)
 				break;
-			set_status(st, errno == EBUSY ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INTERNAL,
+			set_status(st,
+				   errno == EBUSY ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INTERNAL,
 				   "cannot unmount %s: %s", target, strerror(errno));
 			goto out;
 		}
@@ -671,8 +709,7 @@ out:
 
 /* ---- volume stats and probe ---- */
 
-static void stats_condition(Publisher *p, const char *path, const char *workload,
-			    VolumeStats *ret)
+static void stats_condition(Publisher *p, const char *path, const char *workload, VolumeStats *ret)
 {
 	_cleanup_(mountinfo_freep) MountInfo *mi = NULL;
 	_cleanup_(kv_freep) KvMsg *reply = NULL;
@@ -688,14 +725,14 @@ static void stats_condition(Publisher *p, const char *path, const char *workload
 	if (!mountinfo_find_mountpoint(mi, path)) {
 		ret->abnormal = true;
 		errf(ret->message, sizeof ret->message,
-			 "volume_path is not mounted: the svidfs bind mount is gone");
+		     "volume_path is not mounted: the svidfs bind mount is gone");
 		return;
 	}
 	if (statvfs(path, &sv) < 0) {
 		ret->abnormal = true;
 		errf(ret->message, sizeof ret->message,
-			 "the svidfs mount does not answer (%s): is the daemon running?",
-			 strerror(errno));
+		     "the svidfs mount does not answer (%s): is the daemon running?",
+		     strerror(errno));
 		return;
 	}
 	ret->bytes_total = (int64_t)(sv.f_blocks * sv.f_frsize);
@@ -708,34 +745,34 @@ static void stats_condition(Publisher *p, const char *path, const char *workload
 	r = ctl_simple(p, "status", workload, NULL, &reply);
 	if (r < 0) {
 		ret->abnormal = true;
-		errf(ret->message, sizeof ret->message,
-			 "svidfs daemon not reachable at %s: %s", p->control_socket, strerror(-r));
+		errf(ret->message, sizeof ret->message, "svidfs daemon not reachable at %s: %s",
+		     p->control_socket, strerror(-r));
 		return;
 	}
 	r = ctl_reply_status(reply);
 	if (r < 0) {
 		ret->abnormal = true;
 		errf(ret->message, sizeof ret->message, "svidfs daemon has no %s: %s", workload,
-			 ctl_reply_error(reply));
+		     ctl_reply_error(reply));
 		return;
 	}
 	const char *svids = kv_get(reply, "svids"), *expired = kv_get(reply, "expired");
 	const char *not_after = kv_get(reply, "not_after"), *id = kv_get(reply, "spiffe_id");
 	if (!svids || atoi(svids) <= 0) {
 		ret->abnormal = true;
-		errf(ret->message, sizeof ret->message, "no SVID for %s yet (stream %s)",
-			 workload, kv_get(reply, "stream") ?: "?");
+		errf(ret->message, sizeof ret->message, "no SVID for %s yet (stream %s)", workload,
+		     kv_get(reply, "stream") ?: "?");
 		return;
 	}
 	if (expired && streq(expired, "true")) {
 		ret->abnormal = true;
 		errf(ret->message, sizeof ret->message,
-			 "the SVID %s expired at %s (Unix time); the agent stopped rotating it",
-			 id ?: "?", not_after ?: "?");
+		     "the SVID %s expired at %s (Unix time); the agent stopped rotating it",
+		     id ?: "?", not_after ?: "?");
 		return;
 	}
-	errf(ret->message, sizeof ret->message, "serving %s, valid until %s (Unix time)",
-		 id ?: "?", not_after ?: "?");
+	errf(ret->message, sizeof ret->message, "serving %s, valid until %s (Unix time)", id ?: "?",
+	     not_after ?: "?");
 }
 
 void publisher_volume_stats(Publisher *p, const Csi__V1__NodeGetVolumeStatsRequest *req,

@@ -19,7 +19,7 @@ typedef struct {
 	const char *kubelet_root;   /* e.g. /var/lib/kubelet */
 	const char *svidfs_mount;   /* e.g. /run/svidfs */
 	const char *control_socket; /* the daemon's control socket */
-	int publish_timeout_ms;     /* bound on the wait for a pod's first SVID */
+	int publish_timeout_ms;	    /* bound on the wait for a pod's first SVID */
 } PublisherConfig;
 
 /* The outcome of one RPC: a gRPC status code and, unless OK, a message for the operator. */

@@ -157,7 +157,8 @@ int volctx_check_volume_id(const char *id, char *err, size_t errlen)
 	for (const char *p = id; *p; p++)
 		if (*p <= 0x20 || *p >= 0x7f)
 			return fail(err, errlen,
-				    "volume_id \"%s\" holds a space or non-printable byte", q(id, b));
+				    "volume_id \"%s\" holds a space or non-printable byte",
+				    q(id, b));
 	return 0;
 }
 
@@ -176,7 +177,8 @@ static int check_path_syntax(const char *what, const char *p, char *err, size_t 
 		const char *e = strchrnul(s, '/');
 		size_t n = (size_t)(e - s);
 		if (n == 0)
-			return fail(err, errlen, "%s \"%s\" has an empty component (\"//\" or a trailing \"/\")",
+			return fail(err, errlen,
+				    "%s \"%s\" has an empty component (\"//\" or a trailing \"/\")",
 				    what, q(p, b));
 		if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
 			return fail(err, errlen, "%s \"%s\" contains a \".\" or \"..\" component",
@@ -272,8 +274,9 @@ static int split_list(VolCtx *c, const char *attr, const char *v, ElemFn fn, cha
 		while (z > a && z[-1] == ' ')
 			z--;
 		if (z == a)
-			return fail(err, errlen, "volume attribute %s=\"%s\" has an empty list element",
-				    attr, q(v, b));
+			return fail(err, errlen,
+				    "volume attribute %s=\"%s\" has an empty list element", attr,
+				    q(v, b));
 		_cleanup_free_ char *elem = strndup(a, (size_t)(z - a));
 		if (!elem)
 			return -ENOMEM;
@@ -297,8 +300,8 @@ static int add_agent(VolCtx *c, const char *attr, const char *a, char *err, size
 			    attr, q(a, b));
 	for (size_t i = 0; i < c->n_agents; i++)
 		if (streq(c->agents[i], a))
-			return fail(err, errlen, "volume attribute %s names agent \"%s\" twice", attr,
-				    a);
+			return fail(err, errlen, "volume attribute %s names agent \"%s\" twice",
+				    attr, a);
 	if (c->n_agents == MAX_AGENTS)
 		return fail(err, errlen, "volume attribute %s lists more than %d agents", attr,
 			    MAX_AGENTS);
@@ -348,8 +351,8 @@ static int add_jwt(VolCtx *c, const char *attr, const char *elem, char *err, siz
 	return 0;
 }
 
-static const char *const file_name_attrs[] = {
-	"svid_file_name", "svid_key_file_name", "svid_bundle_file_name", "jwt_bundle_file_name"};
+static const char *const file_name_attrs[] = {"svid_file_name", "svid_key_file_name",
+					      "svid_bundle_file_name", "jwt_bundle_file_name"};
 
 static char **file_name_slot(VolCtx *c, size_t i)
 {
@@ -368,7 +371,8 @@ static int apply_attribute(VolCtx *c, const char *key, const char *v, char *err,
 	const char *name = key + strlen(VOLCTX_ATTR_PREFIX);
 
 	if (streq(name, "layout")) {
-		if (!streq(v, "spiffe") && !streq(v, "spiffe-helper") && !streq(v, "kubernetes-tls"))
+		if (!streq(v, "spiffe") && !streq(v, "spiffe-helper") &&
+		    !streq(v, "kubernetes-tls"))
 			return fail(err, errlen,
 				    "volume attribute %s=\"%s\" is not a layout (spiffe, "
 				    "spiffe-helper or kubernetes-tls)",
@@ -381,8 +385,9 @@ static int apply_attribute(VolCtx *c, const char *key, const char *v, char *err,
 		return split_list(c, key, v, add_jwt, err, errlen);
 	if (streq(name, "include_federated_domains")) {
 		if (!streq(v, "true") && !streq(v, "false"))
-			return fail(err, errlen, "volume attribute %s=\"%s\" must be \"true\" or \"false\"",
-				    key, q(v, b));
+			return fail(err, errlen,
+				    "volume attribute %s=\"%s\" must be \"true\" or \"false\"", key,
+				    q(v, b));
 		return set_str(&c->include_federated, v);
 	}
 	for (size_t i = 0; i < ELEMENTSOF(file_name_attrs); i++)
@@ -394,7 +399,8 @@ static int apply_attribute(VolCtx *c, const char *key, const char *v, char *err,
 					    key, q(v, b));
 			return set_str(file_name_slot(c, i), v);
 		}
-	return fail(err, errlen, "unknown volume attribute \"%s\"; svidfs.spiffe.io/ supports: " SUPPORTED_ATTRS,
+	return fail(err, errlen,
+		    "unknown volume attribute \"%s\"; svidfs.spiffe.io/ supports: " SUPPORTED_ATTRS,
 		    q(key, kb));
 }
 
@@ -451,9 +457,10 @@ static int parse_gid(const Csi__V1__NodePublishVolumeRequest *req, long *ret, ch
 	long g = strtol(m->volume_mount_group, &end, 10);
 	if (errno || *end || g < 0 || g > 0x7ffffffe || m->volume_mount_group[0] == '-' ||
 	    m->volume_mount_group[0] == '+' || m->volume_mount_group[0] == ' ')
-		return fail(err, errlen,
-			    "volume_mount_group \"%s\" is not a numeric group id (the pod's fsGroup)",
-			    q(m->volume_mount_group, b));
+		return fail(
+		    err, errlen,
+		    "volume_mount_group \"%s\" is not a numeric group id (the pod's fsGroup)",
+		    q(m->volume_mount_group, b));
 	*ret = g;
 	return 0;
 }
@@ -495,11 +502,11 @@ int volctx_from_publish(const Csi__V1__NodePublishVolumeRequest *req, const char
 		bool (*valid)(const char *);
 		bool required;
 	} facts[] = {
-		{VOLCTX_KEY_POD_UID, "pod uid", &c->pod_uid, valid_uid, true},
-		{VOLCTX_KEY_POD_NAMESPACE, "pod namespace", &c->pod_namespace, valid_dns_label, true},
-		{VOLCTX_KEY_SERVICE_ACCOUNT, "service account", &c->service_account,
-		 valid_dns_subdomain, true},
-		{VOLCTX_KEY_POD_NAME, "pod name", &c->pod_name, valid_dns_subdomain, false},
+	    {VOLCTX_KEY_POD_UID, "pod uid", &c->pod_uid, valid_uid, true},
+	    {VOLCTX_KEY_POD_NAMESPACE, "pod namespace", &c->pod_namespace, valid_dns_label, true},
+	    {VOLCTX_KEY_SERVICE_ACCOUNT, "service account", &c->service_account,
+	     valid_dns_subdomain, true},
+	    {VOLCTX_KEY_POD_NAME, "pod name", &c->pod_name, valid_dns_subdomain, false},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(facts); i++) {
 		const char *v = ctx_get(req, facts[i].key);
@@ -526,9 +533,10 @@ int volctx_from_publish(const Csi__V1__NodePublishVolumeRequest *req, const char
 	for (size_t i = 0; i < req->n_volume_context; i++) {
 		const char *k = req->volume_context[i]->key, *v = req->volume_context[i]->value;
 		if (!k || !v)
-			return fail(err, errlen, "volume context has an entry without key or value");
-		/* Keys kubelet reserves (pod facts, serviceAccount.tokens, ...). Their values may be
-		 * tokens: never echoed. */
+			return fail(err, errlen,
+				    "volume context has an entry without key or value");
+		/* Keys kubelet reserves (pod facts, serviceAccount.tokens, ...). Their values may
+		 * be tokens: never echoed. */
 		if (strncmp(k, VOLCTX_KUBELET_PREFIX, strlen(VOLCTX_KUBELET_PREFIX)) == 0)
 			continue;
 		if (strncmp(k, VOLCTX_ATTR_PREFIX, strlen(VOLCTX_ATTR_PREFIX)) != 0)
@@ -550,7 +558,8 @@ int volctx_from_publish(const Csi__V1__NodePublishVolumeRequest *req, const char
 				err, errlen);
 	if (r < 0)
 		return r;
-	if (!(c->volume_id = strdup(req->volume_id)) || !(c->target_path = strdup(req->target_path)))
+	if (!(c->volume_id = strdup(req->volume_id)) ||
+	    !(c->target_path = strdup(req->target_path)))
 		return -ENOMEM;
 	*ret = TAKE_PTR(c);
 	return 0;

@@ -3,7 +3,8 @@
  * svidfs.spiffe.io/ volume attributes, the target path's shape) and its mapping to a control-socket
  * register request. Owns one validated copy of the request's facts. Pure: no I/O, no logging, so
  * any thread may use its own VolCtx; fuzzed from random protobuf bytes. Errors are -EINVAL with a
- * one-line message for a cluster operator in the caller's buffer. Never copies the secrets field. */
+ * one-line message for a cluster operator in the caller's buffer. Never copies the secrets field.
+ */
 #pragma once
 
 #include <stdbool.h>
@@ -50,9 +51,9 @@ int volctx_register_request(const VolCtx *c, KvMsg **ret);
 
 const char *volctx_volume_id(const VolCtx *c);
 const char *volctx_target_path(const VolCtx *c);
-const char *volctx_pod_uid(const VolCtx *c);        /* from the volume context */
+const char *volctx_pod_uid(const VolCtx *c);	    /* from the volume context */
 const char *volctx_target_pod_uid(const VolCtx *c); /* from target_path */
-const char *volctx_pod_name(const VolCtx *c);       /* "" when kubelet sent none */
+const char *volctx_pod_name(const VolCtx *c);	    /* "" when kubelet sent none */
 const char *volctx_pod_namespace(const VolCtx *c);
 const char *volctx_service_account(const VolCtx *c);
 const char *volctx_layout(const VolCtx *c); /* NULL: the daemon's default */

@@ -214,7 +214,8 @@ static void t_registration(void)
 	    "GetPluginInfo names the driver (%s)", name ? name : kubelet_code_name(r));
 	tap(r == 0 && version && strcmp(version, SVIDFS_VERSION) == 0,
 	    "GetPluginInfo vendor_version is the project version (%s)", version ? version : "-");
-	tap(r == 0 && node && strcmp(node, "node-under-test") == 0, "NodeGetInfo gives the node id");
+	tap(r == 0 && node && strcmp(node, "node-under-test") == 0,
+	    "NodeGetInfo gives the node id");
 	free(name);
 	free(version);
 	free(node);
@@ -231,9 +232,9 @@ static void t_registration(void)
 			seen |= 1 << c->rpc->type;
 	}
 	tap(r == 0 && caps->n_capabilities == 3 &&
-		    seen == ((1 << CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_MOUNT_GROUP) |
-			     (1 << CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_CONDITION) |
-			     (1 << CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__GET_VOLUME_STATS)),
+		seen == ((1 << CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_MOUNT_GROUP) |
+			 (1 << CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_CONDITION) |
+			 (1 << CSI__V1__NODE_SERVICE_CAPABILITY__RPC__TYPE__GET_VOLUME_STATS)),
 	    "NodeGetCapabilities: VOLUME_MOUNT_GROUP, VOLUME_CONDITION, GET_VOLUME_STATS");
 	if (caps)
 		protobuf_c_message_free_unpacked(&caps->base, NULL);
@@ -280,7 +281,7 @@ static void t_publish_and_read(void)
 	    "the target is a bind of the pod's svidfs directory (root %s)",
 	    e ? mountinfo_entry_root(e) : "none");
 	tap(e && mountinfo_entry_has_option(e, "ro") && mountinfo_entry_has_option(e, "nosuid") &&
-		    mountinfo_entry_has_option(e, "nodev") && mountinfo_entry_has_option(e, "noexec"),
+		mountinfo_entry_has_option(e, "nodev") && mountinfo_entry_has_option(e, "noexec"),
 	    "the bind is ro,nosuid,nodev,noexec (%s)", e ? mountinfo_entry_options(e) : "-");
 	struct stat st;
 	tap(stat(A.target_path, &st) == 0 && S_ISDIR(st.st_mode), "the target is a directory");
@@ -345,8 +346,8 @@ static void t_idempotency(void)
 	MountInfo *mi = NULL;
 
 	int r = publish(&A);
-	tap(r == 0, "a repeated publish with the same arguments is OK (%s %s)", kubelet_code_name(r),
-	    msg);
+	tap(r == 0, "a repeated publish with the same arguments is OK (%s %s)",
+	    kubelet_code_name(r), msg);
 	size_t n = 0;
 	if (mountinfo_read(NULL, &mi) == 0)
 		for (size_t i = 0; i < mountinfo_count(mi); i++)
@@ -431,15 +432,20 @@ MUT(m_block, v->block = true)
 MUT(m_fs_type, v->fs_type = "ext4")
 MUT(m_mount_flag, v->mount_flag = "noatime")
 MUT(m_no_access_mode, v->no_access_mode = true)
-MUT(m_reader_only, v->access_mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_READER_ONLY)
+MUT(m_reader_only,
+    v->access_mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_READER_ONLY)
 MUT(m_not_readonly, v->readonly = false)
 MUT(m_not_ephemeral, kubelet_volume_set(v, "csi.storage.k8s.io/ephemeral", "false"))
 MUT(m_no_uid, kubelet_volume_set(v, "csi.storage.k8s.io/pod.uid", NULL))
 MUT(m_no_namespace, kubelet_volume_set(v, "csi.storage.k8s.io/pod.namespace", NULL))
 MUT(m_no_sa, kubelet_volume_set(v, "csi.storage.k8s.io/serviceAccount.name", NULL))
-MUT(m_uid_mismatch, kubelet_volume_set(v, "csi.storage.k8s.io/pod.uid", "00000000-1111-2222-3333-444444444444"))
-MUT(m_outside_root, snprintf(v->target_path, sizeof v->target_path, "/tmp/pods/%s/volumes/kubernetes.io~csi/x/mount", v->pod_uid))
-MUT(m_dotdot, snprintf(v->target_path, sizeof v->target_path, "%s/pods/%s/volumes/kubernetes.io~csi/../kubernetes.io~csi/spiffe/mount", stack_kubelet_root(S), v->pod_uid))
+MUT(m_uid_mismatch,
+    kubelet_volume_set(v, "csi.storage.k8s.io/pod.uid", "00000000-1111-2222-3333-444444444444"))
+MUT(m_outside_root, snprintf(v->target_path, sizeof v->target_path,
+			     "/tmp/pods/%s/volumes/kubernetes.io~csi/x/mount", v->pod_uid))
+MUT(m_dotdot, snprintf(v->target_path, sizeof v->target_path,
+		       "%s/pods/%s/volumes/kubernetes.io~csi/../kubernetes.io~csi/spiffe/mount",
+		       stack_kubelet_root(S), v->pod_uid))
 MUT(m_unknown_attr, kubelet_volume_set(v, "svidfs.spiffe.io/color", "blue"))
 MUT(m_foreign_attr, kubelet_volume_set(v, "csi.spiffe.io/audience", "x"))
 MUT(m_bad_layout, kubelet_volume_set(v, "svidfs.spiffe.io/layout", "pkcs12"))
@@ -452,35 +458,36 @@ static void t_invalid(void)
 		const char *what;
 		Mutate m;
 	} cases[] = {
-		{"missing volume_id", m_no_volume_id},
-		{"missing target_path", m_no_target},
-		{"missing volume_capability", m_no_capability},
-		{"capability without access type", m_no_access_type},
-		{"block capability", m_block},
-		{"fs_type ext4", m_fs_type},
-		{"mount flags", m_mount_flag},
-		{"missing access_mode", m_no_access_mode},
-		{"SINGLE_NODE_READER_ONLY", m_reader_only},
-		{"readonly false", m_not_readonly},
-		{"not ephemeral", m_not_ephemeral},
-		{"missing pod uid", m_no_uid},
-		{"missing pod namespace", m_no_namespace},
-		{"missing service account", m_no_sa},
-		{"pod uid differs from target_path's", m_uid_mismatch},
-		{"target_path outside the kubelet root", m_outside_root},
-		{"target_path with ..", m_dotdot},
-		{"unknown svidfs attribute", m_unknown_attr},
-		{"attribute of another driver", m_foreign_attr},
-		{"unknown layout", m_bad_layout},
-		{"file name with a slash", m_bad_file_name},
-		{"non-numeric volume_mount_group", m_bad_gid},
+	    {"missing volume_id", m_no_volume_id},
+	    {"missing target_path", m_no_target},
+	    {"missing volume_capability", m_no_capability},
+	    {"capability without access type", m_no_access_type},
+	    {"block capability", m_block},
+	    {"fs_type ext4", m_fs_type},
+	    {"mount flags", m_mount_flag},
+	    {"missing access_mode", m_no_access_mode},
+	    {"SINGLE_NODE_READER_ONLY", m_reader_only},
+	    {"readonly false", m_not_readonly},
+	    {"not ephemeral", m_not_ephemeral},
+	    {"missing pod uid", m_no_uid},
+	    {"missing pod namespace", m_no_namespace},
+	    {"missing service account", m_no_sa},
+	    {"pod uid differs from target_path's", m_uid_mismatch},
+	    {"target_path outside the kubelet root", m_outside_root},
+	    {"target_path with ..", m_dotdot},
+	    {"unknown svidfs attribute", m_unknown_attr},
+	    {"attribute of another driver", m_foreign_attr},
+	    {"unknown layout", m_bad_layout},
+	    {"file name with a slash", m_bad_file_name},
+	    {"non-numeric volume_mount_group", m_bad_gid},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		KubeletVolume v;
 		new_pod(&v, "shop", "invalid");
 		cases[i].m(&v);
 		int r = publish(&v);
-		tap(r == GRPC_STATUS_INVALID_ARGUMENT && msg[0] && daemon_status(v.pod_uid) == -ENOENT,
+		tap(r == GRPC_STATUS_INVALID_ARGUMENT && msg[0] &&
+			daemon_status(v.pod_uid) == -ENOENT,
 		    "%s: INVALID_ARGUMENT, nothing registered (%s: %s)", cases[i].what,
 		    kubelet_code_name(r), msg);
 	}
@@ -501,7 +508,8 @@ static void t_invalid(void)
 	snprintf(probe, sizeof probe, "%s/mount", outside);
 	struct stat st;
 	tap(sr == 0 && r == GRPC_STATUS_INVALID_ARGUMENT && stat(probe, &st) < 0,
-	    "a symlink escape from the kubelet root: INVALID_ARGUMENT, nothing created outside (%s: %s)",
+	    "a symlink escape from the kubelet root: INVALID_ARGUMENT, nothing created outside "
+	    "(%s: %s)",
 	    kubelet_code_name(r), msg);
 
 	r = kubelet_unpublish(K, "", A.target_path, msg, sizeof msg, 10000);
@@ -556,8 +564,8 @@ static void t_restart(void)
 	tap(r == 0, "the plugin restarts on the same socket after SIGKILL");
 	tap(is_mounted(v.target_path), "the mount survived the plugin crash");
 	r = publish(&v);
-	tap(r == 0, "the restarted plugin accepts the repeated publish (%s %s)", kubelet_code_name(r),
-	    msg);
+	tap(r == 0, "the restarted plugin accepts the repeated publish (%s %s)",
+	    kubelet_code_name(r), msg);
 	r = unpublish(&v);
 	tap(r == 0 && !is_mounted(v.target_path) && daemon_status(v.pod_uid) == -ENOENT,
 	    "the restarted plugin unpublishes the earlier pod: no mount, no registration (%s %s)",
@@ -589,7 +597,8 @@ static void t_many(void)
 		mounted = mountinfo_count_under(mi, stack_kubelet_root(S));
 	mi = mountinfo_free(mi);
 	tap(ok_unpub == MANY, "%d pods unpublished", ok_unpub);
-	tap(mounted == 0, "no mount left under the kubelet root (/proc/self/mountinfo: %zu)", mounted);
+	tap(mounted == 0, "no mount left under the kubelet root (/proc/self/mountinfo: %zu)",
+	    mounted);
 	int left = 0;
 	for (int i = 0; i < MANY; i++)
 		left += daemon_status(v[i].pod_uid) != -ENOENT;
@@ -677,6 +686,8 @@ int main(void)
 	t_daemon_down();
 
 	kubelet_free(K);
+	tap(stack_stop_plugin_cleanly(S),
+	    "svidfs-csi exits 0 on SIGTERM with no sanitizer report in its log");
 	stack_free(S);
 	printf("1..%d\n", n_test);
 	grpc_shutdown();

@@ -52,7 +52,7 @@ Kubelet *kubelet_free(Kubelet *k)
 	grpc_channel_destroy(k->ch);
 	grpc_completion_queue_shutdown(k->cq);
 	while (grpc_completion_queue_pluck(k->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-		       .type != GRPC_QUEUE_SHUTDOWN)
+		   .type != GRPC_QUEUE_SHUTDOWN)
 		;
 	grpc_completion_queue_destroy(k->cq);
 	free(k);
@@ -65,9 +65,9 @@ int kubelet_call(Kubelet *k, const char *method, const ProtobufCMessage *req,
 {
 	gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 				       gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-	grpc_call *call = grpc_channel_create_call(k->ch, NULL, GRPC_PROPAGATE_DEFAULTS, k->cq,
-						   grpc_slice_from_static_string(method), NULL, dl,
-						   NULL);
+	grpc_call *call =
+	    grpc_channel_create_call(k->ch, NULL, GRPC_PROPAGATE_DEFAULTS, k->cq,
+				     grpc_slice_from_static_string(method), NULL, dl, NULL);
 	size_t len = protobuf_c_message_get_packed_size(req);
 	grpc_slice s = grpc_slice_malloc(len);
 	protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(s));
@@ -114,9 +114,8 @@ int kubelet_call(Kubelet *k, const char *method, const ProtobufCMessage *req,
 			grpc_byte_buffer_reader rd;
 			grpc_byte_buffer_reader_init(&rd, recv);
 			grpc_slice flat = grpc_byte_buffer_reader_readall(&rd);
-			*ret_resp = protobuf_c_message_unpack(resp_desc, NULL,
-							      GRPC_SLICE_LENGTH(flat),
-							      GRPC_SLICE_START_PTR(flat));
+			*ret_resp = protobuf_c_message_unpack(
+			    resp_desc, NULL, GRPC_SLICE_LENGTH(flat), GRPC_SLICE_START_PTR(flat));
 			grpc_slice_unref(flat);
 			grpc_byte_buffer_reader_destroy(&rd);
 		}
@@ -182,10 +181,9 @@ void kubelet_random_uid(char out[37])
 	RAND_bytes(b, sizeof b);
 	b[6] = (b[6] & 0x0f) | 0x40;
 	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -258,9 +256,9 @@ int kubelet_publish_only(Kubelet *k, const KubeletVolume *v, char *msg, size_t m
 	Csi__V1__VolumeCapability__BlockVolume blk = CSI__V1__VOLUME_CAPABILITY__BLOCK_VOLUME__INIT;
 	Csi__V1__VolumeCapability__AccessMode am = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__INIT;
 	Csi__V1__NodePublishVolumeRequest__VolumeContextEntry ce[KUBELET_MAX_CTX],
-		*cep[KUBELET_MAX_CTX];
+	    *cep[KUBELET_MAX_CTX];
 	Csi__V1__NodePublishVolumeRequest__SecretsEntry se =
-		CSI__V1__NODE_PUBLISH_VOLUME_REQUEST__SECRETS_ENTRY__INIT;
+	    CSI__V1__NODE_PUBLISH_VOLUME_REQUEST__SECRETS_ENTRY__INIT;
 	Csi__V1__NodePublishVolumeRequest__SecretsEntry *sep = &se;
 	char *flag = (char *)v->mount_flag;
 
@@ -337,8 +335,8 @@ int kubelet_unpublish(Kubelet *k, const char *volume_id, const char *target_path
 	req.volume_id = (char *)volume_id;
 	req.target_path = (char *)target_path;
 	int r = kubelet_call(k, "/csi.v1.Node/NodeUnpublishVolume", &req.base,
-			     &csi__v1__node_unpublish_volume_response__descriptor, &resp, msg, msglen,
-			     timeout_ms);
+			     &csi__v1__node_unpublish_volume_response__descriptor, &resp, msg,
+			     msglen, timeout_ms);
 	if (resp)
 		protobuf_c_message_free_unpacked(resp, NULL);
 	return r;
@@ -383,11 +381,23 @@ int kubelet_probe(Kubelet *k, bool *ret_ready)
 
 const char *kubelet_code_name(int c)
 {
-	static const char *const n[] = {
-		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-		"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-		"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-		"UNAUTHENTICATED"};
+	static const char *const n[] = {"OK",
+					"CANCELLED",
+					"UNKNOWN",
+					"INVALID_ARGUMENT",
+					"DEADLINE_EXCEEDED",
+					"NOT_FOUND",
+					"ALREADY_EXISTS",
+					"PERMISSION_DENIED",
+					"RESOURCE_EXHAUSTED",
+					"FAILED_PRECONDITION",
+					"ABORTED",
+					"OUT_OF_RANGE",
+					"UNIMPLEMENTED",
+					"INTERNAL",
+					"UNAVAILABLE",
+					"DATA_LOSS",
+					"UNAUTHENTICATED"};
 	if (c < 0)
 		return "LOCAL_ERROR";
 	return (unsigned)c < sizeof n / sizeof n[0] ? n[c] : "?";

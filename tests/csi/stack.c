@@ -37,8 +37,8 @@
 struct Stack {
 	StackOptions o;
 	char dir[64];
-	char csi_sock[128], kubelet[128], mnt[128], control[128], agent_sock[128],
-		agent_ctl[128], state[128], cgroup[256];
+	char csi_sock[128], kubelet[128], mnt[128], control[128], agent_sock[128], agent_ctl[128],
+	    state[128], cgroup[256];
 	pid_t agent_pid, daemon_pid, csi_pid;
 };
 
@@ -147,12 +147,17 @@ static int start_agent(Stack *s)
 	snprintf(delay, sizeof delay, "%d", s->o.first_svid_delay_ms);
 	snprintf(ttl, sizeof ttl, "%d", s->o.svid_ttl_s > 0 ? s->o.svid_ttl_s : 3600);
 	char *argv[] = {(char *)bin("DEVAGENT_BIN", DEVAGENT_BIN),
-			"--admin-socket", s->agent_sock,
-			"--control-socket", s->agent_ctl,
-			"--trust-domain", TRUST_DOMAIN,
+			"--admin-socket",
+			s->agent_sock,
+			"--control-socket",
+			s->agent_ctl,
+			"--trust-domain",
+			TRUST_DOMAIN,
 			"--auto-k8s",
-			"--first-svid-delay-ms", delay,
-			"--svid-ttl", ttl,
+			"--first-svid-delay-ms",
+			delay,
+			"--svid-ttl",
+			ttl,
 			NULL};
 	s->agent_pid = spawn(s, "devagent", argv);
 	if (s->agent_pid < 0)
@@ -162,13 +167,17 @@ static int start_agent(Stack *s)
 
 static int start_daemon(Stack *s)
 {
-	char agent[160];
-	snprintf(agent, sizeof agent, "unix://%s", s->agent_sock);
+	char agent[200];
+	snprintf(agent, sizeof agent, "dev=unix://%s", s->agent_sock);
 	char *argv[] = {(char *)bin("SVIDFS_BIN", SVIDFS_BIN),
-			"--mountpoint", s->mnt,
-			"--control-socket", s->control,
-			"--statedir", s->state,
-			"--agent", agent,
+			"--mountpoint",
+			s->mnt,
+			"--control-socket",
+			s->control,
+			"--state-dir",
+			s->state,
+			"--agent",
+			agent,
 			NULL};
 	s->daemon_pid = spawn(s, "svidfs", argv);
 	if (s->daemon_pid < 0)
@@ -180,14 +189,21 @@ static int start_csi(Stack *s)
 {
 	char ep[160], timeout[16];
 	snprintf(ep, sizeof ep, "unix://%s", s->csi_sock);
-	snprintf(timeout, sizeof timeout, "%d", s->o.publish_timeout_s > 0 ? s->o.publish_timeout_s : 30);
+	snprintf(timeout, sizeof timeout, "%d",
+		 s->o.publish_timeout_s > 0 ? s->o.publish_timeout_s : 30);
 	char *argv[] = {(char *)bin("SVIDFS_CSI_BIN", SVIDFS_CSI_BIN),
-			"--endpoint", ep,
-			"--node-id", "node-under-test",
-			"--kubelet-root", s->kubelet,
-			"--svidfs-mount", s->mnt,
-			"--control-socket", s->control,
-			"--publish-timeout", timeout,
+			"--endpoint",
+			ep,
+			"--node-id",
+			"node-under-test",
+			"--kubelet-root",
+			s->kubelet,
+			"--svidfs-mount",
+			s->mnt,
+			"--control-socket",
+			s->control,
+			"--publish-timeout",
+			timeout,
 			NULL};
 	s->csi_pid = spawn(s, "svidfs-csi", argv);
 	if (s->csi_pid < 0)
@@ -280,12 +296,30 @@ Stack *stack_free(Stack *s)
 	return NULL;
 }
 
-const char *stack_dir(const Stack *s) { return s->dir; }
-const char *stack_csi_socket(const Stack *s) { return s->csi_sock; }
-const char *stack_kubelet_root(const Stack *s) { return s->kubelet; }
-const char *stack_svidfs_mount(const Stack *s) { return s->mnt; }
-const char *stack_control_socket(const Stack *s) { return s->control; }
-const char *stack_trust_domain(const Stack *s) { return TRUST_DOMAIN; }
+const char *stack_dir(const Stack *s)
+{
+	return s->dir;
+}
+const char *stack_csi_socket(const Stack *s)
+{
+	return s->csi_sock;
+}
+const char *stack_kubelet_root(const Stack *s)
+{
+	return s->kubelet;
+}
+const char *stack_svidfs_mount(const Stack *s)
+{
+	return s->mnt;
+}
+const char *stack_control_socket(const Stack *s)
+{
+	return s->control;
+}
+const char *stack_trust_domain(const Stack *s)
+{
+	return TRUST_DOMAIN;
+}
 
 int stack_ctl(Stack *s, const char *op, const char *workload, KvMsg **ret_reply)
 {
@@ -310,6 +344,30 @@ int stack_restart_plugin(Stack *s, bool hard)
 {
 	stop_pid(&s->csi_pid, hard ? SIGKILL : SIGTERM);
 	return start_csi(s);
+}
+
+bool stack_stop_plugin_cleanly(Stack *s)
+{
+	char log[256], line[4096];
+	int st = -1;
+	bool clean = true;
+
+	if (s->csi_pid <= 0)
+		return false;
+	kill(s->csi_pid, SIGTERM);
+	if (waitpid(s->csi_pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		clean = false;
+	s->csi_pid = 0;
+	snprintf(log, sizeof log, "%s/svidfs-csi.log", s->dir);
+	FILE *f = fopen(log, "r");
+	while (f && fgets(line, sizeof line, f))
+		if (strstr(line, "Sanitizer") || strstr(line, "runtime error:")) {
+			fprintf(stderr, "svidfs-csi: %s", line);
+			clean = false;
+		}
+	if (f)
+		fclose(f);
+	return clean;
 }
 
 int stack_kill_daemon(Stack *s)
@@ -376,7 +434,8 @@ int stack_pod_exec(Stack *s, const char *pod_uid, const char *volume, uid_t uid,
 		snprintf(dir, sizeof dir, "%s/container-%d", s->dir, (int)getpid());
 		if (volume) {
 			/* As the container runtime does: a recursive bind of the volume. */
-			if (mkdir(dir, 0755) < 0 || mount(volume, dir, NULL, MS_BIND | MS_REC, NULL) < 0)
+			if (mkdir(dir, 0755) < 0 ||
+			    mount(volume, dir, NULL, MS_BIND | MS_REC, NULL) < 0)
 				_exit(203);
 		}
 		if (uid != 0 && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0))

@@ -13,9 +13,9 @@ typedef struct Stack Stack;
 
 typedef struct {
 	int first_svid_delay_ms; /* the development agent's delay before a new pod's first SVID */
-	int svid_ttl_s;          /* SVID lifetime (0: the agent's default) */
-	int publish_timeout_s;   /* svidfs-csi --publish-timeout (0: 30) */
-	bool verbose;            /* children's logs to stderr instead of files */
+	int svid_ttl_s;		 /* SVID lifetime (0: the agent's default) */
+	int publish_timeout_s;	 /* svidfs-csi --publish-timeout (0: 30) */
+	bool verbose;		 /* children's logs to stderr instead of files */
 } StackOptions;
 
 /* unshare(CLONE_NEWNS) and make every mount private: call once before stack_start(). */
@@ -36,6 +36,9 @@ int stack_ctl(Stack *s, const char *op, const char *workload, KvMsg **ret_reply)
 
 /* Restarts svidfs-csi (SIGKILL when hard, else SIGTERM) and waits until it serves again. */
 int stack_restart_plugin(Stack *s, bool hard);
+/* Stops svidfs-csi with SIGTERM; true when it exited 0 and its log holds no sanitizer report
+ * (AddressSanitizer, LeakSanitizer, UBSan), which is how the sanitizer lane checks the plugin. */
+bool stack_stop_plugin_cleanly(Stack *s);
 /* Stops the daemon (SIGKILL: its FUSE mount stays, ENOTCONN) or starts it again. */
 int stack_kill_daemon(Stack *s);
 /* Asks the development agent to rotate every SVID now. */

@@ -153,7 +153,8 @@ Test(ctlclient, daemon_hangs_up)
 Test(ctlclient, no_daemon)
 {
 	KvMsg *req = req_op("ping"), *rep = NULL;
-	cr_assert_eq(ctl_call("/tmp/svidfs-test-nonexistent/control.sock", req, 500, &rep), -ENOENT);
+	cr_assert_eq(ctl_call("/tmp/svidfs-test-nonexistent/control.sock", req, 500, &rep),
+		     -ENOENT);
 	char longp[200];
 	memset(longp, 'a', sizeof longp - 1);
 	longp[0] = '/';
@@ -164,8 +165,8 @@ Test(ctlclient, no_daemon)
 
 Test(ctlclient, status_parsing)
 {
-	const char *cases[][2] = {{"0", "0"}, {"-110", "-110"}, {"", "bad"}, {"1", "bad"},
-				  {"-x", "bad"}, {"-99999", "bad"}};
+	const char *cases[][2] = {{"0", "0"},	{"-110", "-110"}, {"", "bad"},
+				  {"1", "bad"}, {"-x", "bad"},	  {"-99999", "bad"}};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		KvMsg *m = NULL;
 		kv_new(&m);

@@ -7,14 +7,14 @@
 #include "mountinfo.h"
 
 static const char table[] =
-	"22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
-	"30 22 0:45 / /run/svidfs ro,nosuid,nodev,relatime shared:20 - fuse.svidfs svidfs "
-	"ro,user_id=0,group_id=0,default_permissions,allow_other\n"
-	"31 22 0:45 /pods/1234-ab /var/lib/kubelet/pods/1234-ab/volumes/kubernetes.io~csi/"
-	"spiffe/mount ro,nosuid,nodev,noexec,relatime shared:20 - fuse.svidfs svidfs ro\n"
-	"32 22 0:46 / /mnt/with\\040space\\011tab\\012nl\\134bs rw - tmpfs tmp\\040fs rw\n"
-	"33 22 0:47 / /mnt/stack rw - tmpfs a rw\n"
-	"34 33 0:48 / /mnt/stack rw master:3 propagate_from:2 - tmpfs b rw\n";
+    "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+    "30 22 0:45 / /run/svidfs ro,nosuid,nodev,relatime shared:20 - fuse.svidfs svidfs "
+    "ro,user_id=0,group_id=0,default_permissions,allow_other\n"
+    "31 22 0:45 /pods/1234-ab /var/lib/kubelet/pods/1234-ab/volumes/kubernetes.io~csi/"
+    "spiffe/mount ro,nosuid,nodev,noexec,relatime shared:20 - fuse.svidfs svidfs ro\n"
+    "32 22 0:46 / /mnt/with\\040space\\011tab\\012nl\\134bs rw - tmpfs tmp\\040fs rw\n"
+    "33 22 0:47 / /mnt/stack rw - tmpfs a rw\n"
+    "34 33 0:48 / /mnt/stack rw master:3 propagate_from:2 - tmpfs b rw\n";
 
 static MountInfo *parse(const char *s)
 {
@@ -43,7 +43,7 @@ Test(mountinfo, bind_root_and_options)
 {
 	MountInfo *mi = parse(table);
 	const MountEntry *e = mountinfo_find_mountpoint(
-		mi, "/var/lib/kubelet/pods/1234-ab/volumes/kubernetes.io~csi/spiffe/mount");
+	    mi, "/var/lib/kubelet/pods/1234-ab/volumes/kubernetes.io~csi/spiffe/mount");
 	cr_assert_not_null(e);
 	cr_assert_str_eq(mountinfo_entry_root(e), "/pods/1234-ab");
 	cr_assert(mountinfo_entry_has_option(e, "ro"));
@@ -98,7 +98,8 @@ Test(mountinfo, count_under)
 
 Test(mountinfo, unescape_rules)
 {
-	char a[] = "a\\040b", b[] = "\\04", c[] = "\\000", d[] = "x\\777", e[] = "\\08x", f[] = "plain";
+	char a[] = "a\\040b", b[] = "\\04", c[] = "\\000", d[] = "x\\777", e[] = "\\08x",
+	     f[] = "plain";
 	cr_assert_eq(mountinfo_unescape(a), 0);
 	cr_assert_str_eq(a, "a b");
 	cr_assert_eq(mountinfo_unescape(b), -EINVAL, "short escape");
@@ -112,12 +113,12 @@ Test(mountinfo, unescape_rules)
 Test(mountinfo, malformed_lines_rejected)
 {
 	static const char *const bad[] = {
-		"22 1 0:21 / /\n",                                 /* truncated */
-		"22 1 0:21 / / rw shared:1 ext4 /dev/vda1 rw\n",   /* no separator */
-		"x 1 0:21 / / rw - ext4 /dev/vda1 rw\n",           /* bad id */
-		"22 1 021 / / rw - ext4 /dev/vda1 rw\n",           /* bad dev */
-		"22 1 0:21 / / rw -\n",                            /* no fstype */
-		"22 1 0:21 / /a\\9 rw - ext4 x rw\n",              /* bad escape */
+	    "22 1 0:21 / /\n",				     /* truncated */
+	    "22 1 0:21 / / rw shared:1 ext4 /dev/vda1 rw\n", /* no separator */
+	    "x 1 0:21 / / rw - ext4 /dev/vda1 rw\n",	     /* bad id */
+	    "22 1 021 / / rw - ext4 /dev/vda1 rw\n",	     /* bad dev */
+	    "22 1 0:21 / / rw -\n",			     /* no fstype */
+	    "22 1 0:21 / /a\\9 rw - ext4 x rw\n",	     /* bad escape */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		MountInfo *mi = NULL;
@@ -163,7 +164,7 @@ Test(mountinfo, fuzz_mutations)
 			static const char pick[] = " \n\\-:0123456789/\t";
 			size_t at = (size_t)rand_r(&seed) % n;
 			buf[at] = (rand_r(&seed) & 1) ? pick[rand_r(&seed) % (sizeof pick - 1)]
-						     : (char)rand_r(&seed);
+						      : (char)rand_r(&seed);
 		}
 		size_t len = (size_t)rand_r(&seed) % (n + 1);
 		MountInfo *mi = NULL;

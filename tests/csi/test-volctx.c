@@ -122,9 +122,10 @@ Test(volctx, kubelet_request_maps_to_register)
 	KvMsg *m = NULL;
 	cr_assert_eq(volctx_register_request(c, &m), 0);
 	char *s = format(m);
-	cr_assert_str_eq(s, "op=register\nkind=pod\npod_uid=" UID "\nnamespace=shop\n"
-			    "service_account=web\npod_name=web-7d4b9c-x2x\n"
-			    "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n\n");
+	cr_assert_str_eq(
+	    s, "op=register\nkind=pod\npod_uid=" UID "\nnamespace=shop\n"
+	       "service_account=web\npod_name=web-7d4b9c-x2x\n"
+	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n\n");
 	free(s);
 	kv_free(m);
 	volctx_free(c);
@@ -146,14 +147,15 @@ Test(volctx, attributes_map_to_register)
 	KvMsg *m = NULL;
 	cr_assert_eq(volctx_register_request(c, &m), 0);
 	char *s = format(m);
-	cr_assert_str_eq(s, "op=register\nkind=pod\npod_uid=" UID "\nnamespace=shop\n"
-			    "service_account=web\npod_name=web-7d4b9c-x2x\n"
-			    "agent=local\nagent=backup\nlayout=spiffe-helper\ngid=2000\n"
-			    "svid_file_name=cert.pem\nsvid_key_file_name=key.pem\n"
-			    "svid_bundle_file_name=ca.pem\njwt_bundle_file_name=jwks.json\n"
-			    "jwt_svid=api.jwt https://api.example.org\njwt_svid=vault.token vault\n"
-			    "include_federated_domains=true\n"
-			    "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n\n");
+	cr_assert_str_eq(
+	    s, "op=register\nkind=pod\npod_uid=" UID "\nnamespace=shop\n"
+	       "service_account=web\npod_name=web-7d4b9c-x2x\n"
+	       "agent=local\nagent=backup\nlayout=spiffe-helper\ngid=2000\n"
+	       "svid_file_name=cert.pem\nsvid_key_file_name=key.pem\n"
+	       "svid_bundle_file_name=ca.pem\njwt_bundle_file_name=jwks.json\n"
+	       "jwt_svid=api.jwt https://api.example.org\njwt_svid=vault.token vault\n"
+	       "include_federated_domains=true\n"
+	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n\n");
 	free(s);
 	kv_free(m);
 	volctx_free(c);
@@ -185,7 +187,8 @@ Test(volctx, required_fields)
 
 Test(volctx, capability_must_be_plain_mount)
 {
-	static Csi__V1__VolumeCapability__BlockVolume blk = CSI__V1__VOLUME_CAPABILITY__BLOCK_VOLUME__INIT;
+	static Csi__V1__VolumeCapability__BlockVolume blk =
+	    CSI__V1__VOLUME_CAPABILITY__BLOCK_VOLUME__INIT;
 	R->cap.access_type_case = CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_BLOCK;
 	R->cap.block = &blk;
 	bad("block volumes are not supported");
@@ -317,18 +320,18 @@ Test(volctx, target_path_shape)
 	static const struct {
 		const char *path, *needle;
 	} cases[] = {
-		{"relative/path", "not an absolute path"},
-		{"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v/mount/", "empty component"},
-		{"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v/../v/mount", "\"..\""},
-		{"/var/lib/kubelet/pods/" UID "/./volumes/kubernetes.io~csi/v/mount", "\"..\""},
-		{"/var/lib/kubelet//pods/" UID "/volumes/kubernetes.io~csi/v/mount", "empty component"},
-		{"/var/lib/kubelet2/pods/" UID "/volumes/kubernetes.io~csi/v/mount", "not under"},
-		{"/tmp/pods/" UID "/volumes/kubernetes.io~csi/v/mount", "not under"},
-		{"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~empty-dir/v/mount", "shape"},
-		{"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v", "end in"},
-		{"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v/mnt", "end in"},
-		{"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v/mount/x", "end in"},
-		{"/var/lib/kubelet/pods/a_b/volumes/kubernetes.io~csi/v/mount", "not a Kubernetes UID"},
+	    {"relative/path", "not an absolute path"},
+	    {"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v/mount/", "empty component"},
+	    {"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v/../v/mount", "\"..\""},
+	    {"/var/lib/kubelet/pods/" UID "/./volumes/kubernetes.io~csi/v/mount", "\"..\""},
+	    {"/var/lib/kubelet//pods/" UID "/volumes/kubernetes.io~csi/v/mount", "empty component"},
+	    {"/var/lib/kubelet2/pods/" UID "/volumes/kubernetes.io~csi/v/mount", "not under"},
+	    {"/tmp/pods/" UID "/volumes/kubernetes.io~csi/v/mount", "not under"},
+	    {"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~empty-dir/v/mount", "shape"},
+	    {"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v", "end in"},
+	    {"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v/mnt", "end in"},
+	    {"/var/lib/kubelet/pods/" UID "/volumes/kubernetes.io~csi/v/mount/x", "end in"},
+	    {"/var/lib/kubelet/pods/a_b/volumes/kubernetes.io~csi/v/mount", "not a Kubernetes UID"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		reset();
@@ -343,21 +346,22 @@ Test(volctx, pod_uid_must_match_target)
 				  "kubernetes.io~csi/spiffe/mount";
 	VolCtx *c = ok(); /* shape is fine; the cross-check is separate (publish orders it) */
 	cr_assert_eq(volctx_check_pod_matches_target(c, err, sizeof err), -EINVAL);
-	cr_assert(strstr(err, "differs from the uid 11111111-2222-3333-4444-555555555555"), "%s", err);
+	cr_assert(strstr(err, "differs from the uid 11111111-2222-3333-4444-555555555555"), "%s",
+		  err);
 	volctx_free(c);
 }
 
 Test(volctx, parse_target_roots)
 {
 	char *uid = NULL, *vol = NULL;
-	cr_assert_eq(volctx_parse_target("/var/lib/kubelet/", TARGET, &uid, &vol, err, sizeof err), 0,
-		     "%s", err);
+	cr_assert_eq(volctx_parse_target("/var/lib/kubelet/", TARGET, &uid, &vol, err, sizeof err),
+		     0, "%s", err);
 	cr_assert_str_eq(uid, UID);
 	cr_assert_str_eq(vol, "spiffe");
 	free(uid);
 	free(vol);
-	cr_assert_eq(volctx_parse_target("/", "/pods/" UID "/volumes/kubernetes.io~csi/v/mount", &uid,
-					 NULL, err, sizeof err),
+	cr_assert_eq(volctx_parse_target("/", "/pods/" UID "/volumes/kubernetes.io~csi/v/mount",
+					 &uid, NULL, err, sizeof err),
 		     0, "%s", err);
 	free(uid);
 }
@@ -371,7 +375,8 @@ Test(volctx, fuzz_decoded_requests)
 	int accepted = 0;
 
 	protobuf_c_message_pack(&R->req.base, valid);
-	Csi__V1__NodePublishVolumeRequest *q0 = csi__v1__node_publish_volume_request__unpack(NULL, n, valid);
+	Csi__V1__NodePublishVolumeRequest *q0 =
+	    csi__v1__node_publish_volume_request__unpack(NULL, n, valid);
 	cr_assert_not_null(q0, "the valid request round-trips");
 	VolCtx *c0 = NULL;
 	cr_assert_eq(volctx_from_publish(q0, ROOT, &c0, err, sizeof err), 0, "%s", err);
@@ -383,7 +388,7 @@ Test(volctx, fuzz_decoded_requests)
 		for (int m = 0; m < muts; m++)
 			buf[(size_t)rand_r(&seed) % n] = (uint8_t)rand_r(&seed);
 		Csi__V1__NodePublishVolumeRequest *q = csi__v1__node_publish_volume_request__unpack(
-			NULL, iter % 4 ? n : (size_t)rand_r(&seed) % (n + 1), buf);
+		    NULL, iter % 4 ? n : (size_t)rand_r(&seed) % (n + 1), buf);
 		if (!q)
 			continue;
 		VolCtx *c = NULL;
