@@ -31,7 +31,7 @@ tap_result $? "svidfs_${version}_$arch.deb and svidfs-csi_${version}_$arch.deb e
 	>>"$tmp/again.log" 2>&1
 tap_result $? "a second build gives byte-identical packages (SOURCE_DATE_EPOCH from debian/changelog)" "$tmp/again.log"
 
-lintian --fail-on error,warning "$main" "$csi" >"$tmp/lintian.log" 2>&1
+lintian --fail-on error,warning "$main" "$csi" "$debs/svidfs-devagent_${version}_$arch.deb" >"$tmp/lintian.log" 2>&1
 tap_result $? "lintian: no errors or warnings (overrides are commented in packaging/debian)" "$tmp/lintian.log"
 
 dpkg-deb -c "$main" | awk '{print $6}' | sed 's|^\./|/|' >"$tmp/main.list"
@@ -50,6 +50,10 @@ grep -qx /usr/sbin/svidfs-csi "$tmp/csi.list" && grep -qx /usr/share/man/man8/sv
 tap_result $? "svidfs-csi contains svidfs-csi and its man page" "$tmp/csi.list"
 ! grep -i devagent "$tmp/main.list" "$tmp/csi.list" >"$tmp/dev.log"
 tap_result $? "no development agent in svidfs or svidfs-csi" "$tmp/dev.log"
+dev="$debs/svidfs-devagent_${version}_$arch.deb"
+dpkg-deb -c "$dev" 2>&1 | grep -q '/usr/bin/svidfs-devagent$' &&
+	dpkg-deb -f "$dev" Description | grep -q 'testing only'
+tap_result $? "the development agent is a separate svidfs-devagent package, marked testing only"
 dpkg-deb -f "$main" Depends | tr ',' '\n' | sed 's/^ *//' >"$tmp/depends"
 grep -q '^libfuse3-3' "$tmp/depends" && grep -q '^libgrpc29' "$tmp/depends" && grep -qx 'fuse3' "$tmp/depends"
 tap_result $? "svidfs Depends come from dh_shlibdeps (libfuse3-3, libgrpc29, ...) plus fuse3" "$tmp/depends"
