@@ -17,7 +17,9 @@ exec_start=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$unit")
 sed "s|^ExecStart=$exec_start|ExecStart=$svidfs|" "$unit" >"$tmp/units/svidfs.service"
 printf '[Unit]\nDescription=consumer of a svidfs identity\n[Service]\nExecStart=/bin/true\n' \
 	>"$tmp/units/demo-consumer.service"
-cp "$SRCROOT/packaging/examples/consumer-drop-in.conf" "$tmp/units/demo-consumer.service.d/svidfs.conf"
+# ... and the drop-in's svidfsctl at the one next to it.
+sed "s|/usr/sbin/svidfsctl|$(dirname "$svidfs")/svidfsctl|" "$SRCROOT/packaging/examples/consumer-drop-in.conf" \
+	>"$tmp/units/demo-consumer.service.d/svidfs.conf"
 verify() {
 	(cd "$tmp/units" && SYSTEMD_UNIT_PATH="$tmp/units:" systemd-analyze verify --man=no "$@") \
 		>"$tmp/verify.log" 2>&1 && [ ! -s "$tmp/verify.log" ]
