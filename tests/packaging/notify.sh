@@ -4,7 +4,7 @@
 # READY=1 only once the mount answers, a STATUS= line, WATCHDOG=1 at half of WATCHDOG_USEC,
 # and STOPPING=1 plus an unmount on SIGTERM. Runs in a private mount namespace so no mount can
 # outlive it.
-# Usage: notify.sh SVIDFS NOTIFY-LISTEN
+# Usage: notify.sh SVIDFS NOTIFY-LISTEN   (svidfsctl is taken from next to SVIDFS)
 set -u
 if [ -z "${SVIDFS_TEST_IN_NS:-}" ]; then
 	SVIDFS_TEST_IN_NS=1 exec unshare -m --propagation private "$0" "$@"
@@ -41,7 +41,7 @@ wait_for LISTENING=1 10
 # WATCHDOG_USEC as systemd sets it for WatchdogSec=1s; the daemon should ping every 0.5 s.
 NOTIFY_SOCKET="$tmp/notify.sock" WATCHDOG_USEC=1000000 "$svidfs" --config="$tmp/svidfs.conf" \
 	--mountpoint="$tmp/mnt" --state-dir="$tmp/state" --control-socket="$tmp/ctl/control.sock" \
-	--agent="default=unix://$tmp/no-agent.sock" --identities-dir="$tmp/none" \
+	--agent="default=unix://$tmp/no-agent.sock" --identities-dir="$SRCROOT/packaging/examples/identities.d" \
 	>"$tmp/daemon.log" 2>&1 &
 dpid=$!
 
@@ -53,6 +53,11 @@ grep -q "CHECK-MOUNT=fuse" "$tmp/notify.log"
 tap_result $? "the FUSE mount answers when READY=1 arrives" "$tmp/notify.log"
 grep -q " STATUS=." "$tmp/notify.log"
 tap_result $? "a STATUS= line is sent" "$tmp/notify.log"
+# The packaged example identities (packaging/examples/identities.d) are valid registrations.
+"$(dirname "$svidfs")/svidfsctl" -s "$tmp/ctl/control.sock" list >"$tmp/list.log" 2>&1
+for n in web backup metrics-agent; do grep -q "identities/$n " "$tmp/list.log" || echo "missing $n" >>"$tmp/list.log"; done
+! grep -q missing "$tmp/list.log"
+tap_result $? "the example identities (web, backup, metrics-agent) load and register" "$tmp/list.log"
 
 # Watchdog: 2.5 s after READY there must be at least 3 pings, none more than 1 s apart (the
 # interval systemd would kill at), and not a busy loop (at most one per 100 ms).
