@@ -41,6 +41,15 @@ grep -q '"Cmd":\["/usr/sbin/svidfs"\]' "$tmp/bundle/config.json" 2>/dev/null ||
 	grep -rq '/usr/sbin/svidfs' "$tmp/layout/blobs/sha256/"
 tap_result $? "the image config runs /usr/sbin/svidfs by default"
 
+# The image and the manifests together: the svidfs and svidfs-csi containers of the rendered
+# DaemonSet start in the image root and the daemon's liveness probe command passes.
+KUBECTL=${KUBECTL:-$(command -v kubectl || echo kubectl)}
+mkdir -p "$tmp/ds"
+"$KUBECTL" kustomize "$SRCROOT/deploy/kubernetes/base" -o "$tmp/base.yaml" >"$tmp/ds.log" 2>&1 &&
+	awk 'BEGIN { RS = "---\n" } /\nkind: DaemonSet\n/ { printf "%s", $0 }' "$tmp/base.yaml" >"$tmp/ds.yaml" &&
+	KUBECTL=$KUBECTL "$SRCROOT/tests/packaging/ds-smoke.sh" "$root" "$tmp/ds.yaml" "$tmp/ds" >>"$tmp/ds.log" 2>&1
+tap_result $? "the DaemonSet's svidfs and svidfs-csi commands run in the image root: liveness probe passes, CSI socket listens" "$tmp/ds.log"
+
 layer=$(sed -n 's/.*compressed \([0-9]*\) bytes, uncompressed \([0-9]*\) bytes.*/\1 \2/p' "$tmp/build.log")
 read -r csize usize <<<"$layer"
 echo "# image size: $((csize / 1024 / 1024)) MiB compressed, $((usize / 1024 / 1024)) MiB uncompressed"
