@@ -41,5 +41,10 @@ else
 	grep -q "must be equal to one of the allowed values" "$tmp/broken.tap"
 	tap_result $? "validator rejects an invalid mountPropagation" "$tmp/broken.tap"
 fi
+sed 's/mountPropagation: HostToContainer/mountPropogation: HostToContainer/' \
+	"$tmp/base.yaml" >"$tmp/typo.yaml" 2>/dev/null
+node "$cache/validate.mjs" "typo=$tmp/typo.yaml" >"$tmp/typo.tap" 2>&1
+grep -q "unknown: .spec.template.spec.containers\[1\].volumeMounts\[[0-9]*\].mountPropogation" "$tmp/typo.tap"
+tap_result $? "validator rejects a misspelt field (mountPropogation)" "$tmp/typo.tap"
 tap_merge < <(node "$cache/validate.mjs" "${renders[@]}" 2>&1)
 tap_done

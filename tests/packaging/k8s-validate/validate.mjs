@@ -4,9 +4,13 @@
 // a superset of what 1.28 accepts for the fields used here), and checks the svidfs-specific
 // invariants that a schema cannot express. Custom resources (ClusterSPIFFEID) are checked
 // against a schema written here from the spire-controller-manager CRD's documented fields.
+// The API schema (like the API server's) accepts unknown fields, so a misspelt optional field
+// would pass; a strict pass therefore walks each object along the field lists of the typed
+// models (kubernetes-models' .d.ts interfaces) and rejects any field the API does not define.
 // Prints TAP: one line per object and per invariant.
 // Usage: node validate.mjs NAME=FILE.yaml [NAME=FILE.yaml ...]
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import Ajv from 'ajv';
 
@@ -61,6 +65,70 @@ const clusterSpiffeId = ajv.compile({
 	},
 });
 
+// Field index: global interface name (IIoK8s...) -> { field: type }, from every .d.ts file.
+const modulesDir = fileURLToPath(new URL('./node_modules/', import.meta.url));
+const fieldIndex = new Map();
+const rootAlias = new Map(); // "<file>" -> { localInterface: globalName }
+function indexDir(dir) {
+	for (const e of readdirSync(dir, { withFileTypes: true })) {
+		const p = dir + '/' + e.name;
+		if (e.isDirectory())
+			indexDir(p);
+		else if (e.name.endsWith('.d.ts'))
+			indexFile(p);
+	}
+}
+function indexFile(path) {
+	const local = new Map();
+	let cur = null;
+	for (const line of readFileSync(path, 'utf8').split('\n')) {
+		let m;
+		if ((m = /^export interface (\w+)/.exec(line))) {
+			cur = {};
+			local.set(m[1], cur);
+		} else if (cur && line === '}') {
+			cur = null;
+		} else if (cur && (m = /^    "([^"]+)"\??: (.*?);?$/.exec(line))) {
+			cur[m[1]] = m[2];
+		} else if ((m = /^export \{ (.*) \};$/.exec(line))) {
+			const aliases = {};
+			for (const pair of m[1].split(', ')) {
+				const [a, b] = pair.split(' as ');
+				if (local.has(a)) {
+					fieldIndex.set(b, local.get(a));
+					aliases[a] = b;
+				}
+			}
+			rootAlias.set(path, aliases);
+		}
+	}
+}
+indexDir(modulesDir + 'kubernetes-models');
+indexDir(modulesDir + '@kubernetes-models/apimachinery');
+
+function unknownFields(obj, type, path, out) {
+	const fields = fieldIndex.get(type);
+	if (!fields || obj === null || typeof obj !== 'object' || Array.isArray(obj))
+		return;
+	for (const [k, v] of Object.entries(obj)) {
+		if (!(k in fields)) {
+			out.push(`${path}.${k}`);
+			continue;
+		}
+		const t = fields[k];
+		let m;
+		if ((m = /^Array<(I\w+)>$/.exec(t)) && Array.isArray(v))
+			v.forEach((e, i) => unknownFields(e, m[1], `${path}.${k}[${i}]`, out));
+		else if (/^I\w+$/.test(t))
+			unknownFields(v, t, `${path}.${k}`, out);
+	}
+}
+function rootType(apiVersion, kind) {
+	const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
+	const file = `${modulesDir}kubernetes-models/${group ? group + '/' : ''}${version}/${kind}.d.ts`;
+	return rootAlias.get(file)?.[`I${kind}`];
+}
+
 async function modelFor(apiVersion, kind) {
 	const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
 	const path = group ? `kubernetes-models/${group}/${version}` : `kubernetes-models/${version}`;
@@ -91,6 +159,12 @@ async function validateObject(src, obj) {
 	} catch (e) {
 		tap(false, `${id} validates against the Kubernetes API schema`, e.message);
 	}
+	const root = rootType(obj.apiVersion, obj.kind);
+	const unknown = [];
+	if (root)
+		unknownFields(obj, root, '', unknown);
+	tap(!!root && unknown.length === 0, `${id} has no field the API does not define`,
+		root ? `unknown: ${unknown.join(', ')}` : `no field list for ${obj.apiVersion} ${obj.kind}`);
 }
 
 function find(objs, kind, name) {
