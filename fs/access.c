@@ -170,7 +170,8 @@ int access_check(const AccessCaller *c, AccessTarget t, const char *target_name,
 	if (!c->in_pod)
 		return 0; /* host callers: the kernel checks modes (default_permissions) */
 	if (t != ACCESS_TARGET_POD) {
-		*ret_reason = "a pod may not enter node identities";
+		*ret_reason = t == ACCESS_TARGET_SELF ? "a pod may not enter the daemon's own self/"
+						      : "a pod may not enter node identities";
 		return -EACCES;
 	}
 	if (!target_name || !streq(target_name, c->pod_uid)) {

@@ -178,6 +178,25 @@ static int config_set(void *ud, const char *key, const char *v, char **ret_error
 		return parse_uint(v, 1024, &c->threads);
 	if (streq(key, "failover_ms"))
 		return parse_uint(v, 600000, &c->failover_ms);
+	if (streq(key, "secure_heap")) {
+		/* "64M", "512k", bytes */
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(v, &end, 10);
+		if (errno || end == v)
+			return set_error(ret_error, -EINVAL, "bad secure_heap size '%s'", v);
+		if (*end == 'k' || *end == 'K')
+			n <<= 10, end++;
+		else if (*end == 'm' || *end == 'M')
+			n <<= 20, end++;
+		else if (*end == 'g' || *end == 'G')
+			n <<= 30, end++;
+		if (*end || n < (64u << 10) || n > (4ull << 30))
+			return set_error(ret_error, -EINVAL,
+					 "secure_heap must be between 64k and 4G, got '%s'", v);
+		c->secure_heap = (size_t)n;
+		return 0;
+	}
 	if (streq(key, "agent")) {
 		/* "agent = <name> <unix:///path>" */
 		const char *sp = strchr(v, ' ');
@@ -389,6 +408,7 @@ void config_print_help(const char *argv0)
 	       "/identities.d)\n"
 	       "      --threads=N            idle FUSE worker threads (default 4)\n"
 	       "      --failover-ms=MS       agent outage before workloads move (default 1000)\n"
+	       "      --secure-heap=SIZE     locked memory for keys and tokens (default 64M)\n"
 	       "  -l, --log-level=LEVEL      emerg..debug (default info)\n"
 	       "  -d, --fuse-debug           log every FUSE request (libfuse debug)\n"
 	       "  -h, --help                 show this help\n"
@@ -406,6 +426,7 @@ enum {
 	ARG_IDENTITIES_DIR,
 	ARG_THREADS,
 	ARG_FAILOVER_MS,
+	ARG_SECURE_HEAP,
 	ARG_VERSION,
 };
 
@@ -421,6 +442,7 @@ static const struct option options[] = {
 	{"identities-dir", required_argument, NULL, ARG_IDENTITIES_DIR},
 	{"threads", required_argument, NULL, ARG_THREADS},
 	{"failover-ms", required_argument, NULL, ARG_FAILOVER_MS},
+	{"secure-heap", required_argument, NULL, ARG_SECURE_HEAP},
 	{"log-level", required_argument, NULL, 'l'},
 	{"fuse-debug", no_argument, NULL, 'd'},
 	{"help", no_argument, NULL, 'h'},
@@ -437,6 +459,7 @@ static const char *const flag_keys[] = {
 	[ARG_IDENTITIES_DIR - 0x100] = "identities_dir",
 	[ARG_THREADS - 0x100] = "threads",
 	[ARG_FAILOVER_MS - 0x100] = "failover_ms",
+	[ARG_SECURE_HEAP - 0x100] = "secure_heap",
 };
 
 int config_load(int argc, char **argv, Config *c, char **ret_error)
@@ -446,7 +469,8 @@ int config_load(int argc, char **argv, Config *c, char **ret_error)
 	int opt, r;
 
 	*ret_error = NULL;
-	*c = (Config){.log_level = LOG_INFO, .threads = 4, .failover_ms = 1000};
+	*c = (Config){.log_level = LOG_INFO, .threads = 4, .failover_ms = 1000,
+		      .secure_heap = CONFIG_DEFAULT_SECURE_HEAP};
 	if (set_str(&c->mountpoint, SVIDFS_DEFAULT_MOUNTPOINT) < 0 ||
 	    set_str(&c->state_dir, SVIDFS_DEFAULT_STATEDIR) < 0 ||
 	    set_str(&c->control_socket, SVIDFS_DEFAULT_CONTROL_SOCKET) < 0 ||
@@ -525,7 +549,7 @@ int config_load(int argc, char **argv, Config *c, char **ret_error)
 			break;
 		}
 		default:
-			if (opt >= ARG_STATE_DIR && opt <= ARG_FAILOVER_MS)
+			if (opt >= ARG_STATE_DIR && opt <= ARG_SECURE_HEAP)
 				r = config_set(c, flag_keys[opt - 0x100], optarg, ret_error);
 			break;
 		}

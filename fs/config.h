@@ -27,6 +27,7 @@ typedef struct Config {
 	int log_level;
 	unsigned threads;      /* FUSE worker threads kept idle (max_idle_threads) */
 	unsigned failover_ms;  /* how long an agent must be down before workloads move */
+	size_t secure_heap;    /* bytes of locked memory for keys and tokens (OpenSSL secure heap) */
 	bool fuse_debug;
 	ConfigAgent *agents;
 	size_t n_agents;
@@ -37,6 +38,7 @@ typedef struct Config {
 
 #define CONFIG_DEFAULT_FILE SVIDFS_SYSCONFDIR "/svidfs.conf"
 #define CONFIG_DEFAULT_AGENT "unix:///run/spire/admin-sockets/admin.sock"
+#define CONFIG_DEFAULT_SECURE_HEAP (64u << 20)
 
 /* Fills defaults, reads the config file (--config, else CONFIG_DEFAULT_FILE if it exists),
  * applies flags, loads identities. Returns 0, 1 when --help/--version was printed (exit 0), or

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 #include "cleanup.h"
 #include "control.h"
@@ -242,6 +243,8 @@ static int op_info(Control *c, KvMsg *reply)
 	kv_add(reply, "takeovers", "0");
 	kv_addf(reply, "inodes", "%zu", inode_table_count(c->ctx.inodes));
 	kv_addf(reply, "inode_bytes", "%zu", inode_table_bytes(c->ctx.inodes));
+	kv_addf(reply, "secure_heap_used", "%zu", CRYPTO_secure_used());
+	kv_addf(reply, "secure_heap_size", "%zu", c->ctx.cfg->secure_heap);
 	return 0;
 }
 

@@ -4,11 +4,13 @@
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,27 +75,30 @@ static int mount_kind(const char *path)
 	return kind;
 }
 
-/* A crashed run leaves the mount answering ENOTCONN: detach it. A live one is refused. */
+/* A crashed run leaves the mount answering ENOTCONN: detach it. A live one is refused. statfs()
+ * always asks the daemon (a stat of the root may come from the attribute cache). */
 static int clean_stale_mount(const char *path)
 {
+	struct statfs sf;
 	struct stat st;
 
-	if (stat(path, &st) < 0) {
-		if (errno == ENOTCONN) {
-			if (umount2(path, MNT_DETACH) < 0)
-				return log_error_errno(negative_errno(),
-						       "cannot detach the stale mount at %s", path);
-			log_notice("detached a stale svidfs mount at %s (crashed run)", path);
-			return 0;
-		}
-		if (errno != ENOENT)
-			return log_error_errno(negative_errno(), "cannot stat %s", path);
-		return 0;
+	for (int i = 0; i < 16; i++) {
+		int k = mount_kind(path);
+		if (k < 0)
+			return log_error_errno(k, "cannot read /proc/self/mountinfo");
+		bool dead = statfs(path, &sf) < 0 && errno == ENOTCONN;
+		if (!dead && stat(path, &st) < 0 && errno == ENOTCONN)
+			dead = true;
+		if (!dead)
+			return k == 1 ? log_error_errno(-EBUSY, "%s is already mounted by a running "
+								"svidfs", path)
+				      : 0;
+		if (umount2(path, MNT_DETACH) < 0)
+			return log_error_errno(negative_errno(), "cannot detach the stale mount at %s",
+					       path);
+		log_notice("detached a stale svidfs mount at %s (crashed run)", path);
 	}
-	int k = mount_kind(path);
-	if (k == 1)
-		return log_error_errno(-EBUSY, "%s is already mounted by a running svidfs", path);
-	return 0;
+	return log_error_errno(-EBUSY, "%s: too many stale mounts", path);
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -292,7 +297,7 @@ int main(int argc, char **argv)
 	}
 	log_set_max_level(cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
-	r = secret_init(0);
+	r = secret_init(cfg.secure_heap);
 	if (r < 0)
 		log_warning_errno(r, "key memory could not be locked (RLIMIT_MEMLOCK?); "
 				     "keys are still wiped on release");

@@ -66,8 +66,9 @@ static void send_event(Notify *n, Event *e)
 		r = fuse_lowlevel_notify_poll(e->ph);
 		break;
 	}
-	/* -ENOENT: the kernel holds no such dentry/inode; -EBADF/-ENODEV: unmounting. Normal. */
-	if (r < 0 && r != -ENOENT && r != -EBADF && r != -ENODEV)
+	/* -ENOENT: the kernel holds no such dentry/inode; -EBADF/-ENODEV: unmounting; -ENOSYS:
+	 * before INIT (nothing cached yet). Normal. */
+	if (r < 0 && r != -ENOENT && r != -EBADF && r != -ENODEV && r != -ENOSYS)
 		log_warning_errno(r, "kernel notification (type %d, inode %#llx) failed",
 				  (int)e->type, (unsigned long long)e->ino);
 }

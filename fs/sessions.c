@@ -10,6 +10,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 #include "agent.h"
 #include "cleanup.h"
@@ -621,6 +622,17 @@ static void tick(Sessions *s)
 			last = ms;
 		}
 	}
+	/* Keys that do not fit the locked heap cannot be stored or rendered: say so early. */
+	static bool heap_warned;
+	size_t used = CRYPTO_secure_used();
+	if (CRYPTO_secure_malloc_initialized() && used > s->cfg->secure_heap / 10 * 9) {
+		if (!heap_warned)
+			log_warning("secure heap %zu of %zu bytes used: raise secure_heap", used,
+				    s->cfg->secure_heap);
+		heap_warned = true;
+	} else if (used < s->cfg->secure_heap / 10 * 8)
+		heap_warned = false;
+
 	size_t pods, ids, ready;
 	sessions_count(s, &pods, &ids, &ready);
 	static size_t last_pods = SIZE_MAX, last_ids, last_ready;

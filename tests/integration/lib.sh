@@ -99,7 +99,8 @@ stop_agent() {
 # start_daemon [svidfs options...]: mounts $MNT, waits until the mount answers.
 start_daemon() {
 	mkdir -p "$MNT"
-	"$SVIDFS" -m "$MNT" --state-dir "$T/state" --control-socket "$T/control.sock" \
+	# Sanitizer lane: a small free-quarantine, so RSS checks measure the daemon, not ASan.
+	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1" "$SVIDFS" -m "$MNT" --state-dir "$T/state" --control-socket "$T/control.sock" \
 		--identities-dir "$T/identities.d" "$@" >>"$T/svidfs.log" 2>&1 &
 	DAEMON_PID=$!
 	PIDS="$PIDS $DAEMON_PID"
@@ -115,9 +116,18 @@ start_daemon() {
 	return 1
 }
 
+# stop_daemon: SIGTERM, then the exit status in DAEMON_EXIT (non-zero also for sanitizer leaks).
 stop_daemon() {
+	DAEMON_EXIT=timeout
 	kill "$DAEMON_PID" 2>/dev/null
-	for _ in $(seq 100); do kill -0 "$DAEMON_PID" 2>/dev/null || return 0; sleep 0.1; done
+	for _ in $(seq 100); do
+		if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+			wait "$DAEMON_PID" 2>/dev/null
+			DAEMON_EXIT=$?
+			return 0
+		fi
+		sleep 0.1
+	done
 	kill -9 "$DAEMON_PID" 2>/dev/null
 	return 1
 }

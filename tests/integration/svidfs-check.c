@@ -268,6 +268,9 @@ static int cmd_rotate(const char *file, long n, long readers, char **command)
 	char *buf = malloc(MAX_FILE);
 	pthread_t *t = calloc((size_t)readers + 1, sizeof *t);
 	int64_t *lat = calloc((size_t)n + 1, sizeof *lat);
+	/* From the agent's reply (it has pushed the new SVID on the stream) to the next open
+	 * that returns it: the daemon's part of the latency. */
+	int64_t *lat_daemon = calloc((size_t)n + 1, sizeof *lat_daemon);
 	int rc = 0;
 
 	R.file = file;
@@ -290,6 +293,7 @@ static int cmd_rotate(const char *file, long n, long readers, char **command)
 			rc = 1;
 			break;
 		}
+		int64_t sent = now_us();
 		char serial[128] = "";
 		for (;;) {
 			len = read_file(file, buf, MAX_FILE);
@@ -303,6 +307,7 @@ static int cmd_rotate(const char *file, long n, long readers, char **command)
 			}
 		}
 		lat[i - 1] = now_us() - start;
+		lat_daemon[i - 1] = now_us() - sent;
 		snprintf(R.rot[i].serial, sizeof R.rot[i].serial, "%s", serial);
 		R.rot[i].visible_at = now_us();
 		__atomic_store_n(&R.n_rot, (size_t)i + 1, __ATOMIC_RELEASE);
@@ -316,9 +321,14 @@ done:
 	printf("rotations=%zu reads=%llu torn=%llu stale=%llu errors=%llu\n", done_n,
 	       (unsigned long long)R.reads, (unsigned long long)R.torn,
 	       (unsigned long long)R.stale, (unsigned long long)R.errors);
-	if (done_n)
+	if (done_n) {
+		qsort(lat_daemon, done_n, sizeof *lat_daemon, cmp_i64);
 		printf("latency_us median=%lld p99=%lld max=%lld\n", (long long)lat[done_n / 2],
 		       (long long)lat[(done_n * 99) / 100], (long long)lat[done_n - 1]);
+		printf("sent_to_open_us median=%lld p99=%lld max=%lld\n",
+		       (long long)lat_daemon[done_n / 2], (long long)lat_daemon[(done_n * 99) / 100],
+		       (long long)lat_daemon[done_n - 1]);
+	}
 	if (R.errors)
 		printf("last_error=%s\n", R.last_error);
 	if (R.torn || R.stale || R.errors || done_n != (size_t)n)
@@ -326,13 +336,16 @@ done:
 	free(buf);
 	free(t);
 	free(lat);
+	free(lat_daemon);
 	free(R.rot);
 	return rc;
 }
 
+static char buf[MAX_FILE], kbuf[MAX_FILE], hold_a[MAX_FILE], hold_b[MAX_FILE];
+
 static int cmd_hold(const char *file)
 {
-	char *a = malloc(MAX_FILE), *b = malloc(MAX_FILE), serial[128], line[64];
+	char *a = hold_a, *b = hold_b, serial[128], line[64];
 	int fd = open(file, O_RDONLY | O_CLOEXEC);
 	ssize_t n = 0, k, m = 0;
 
@@ -404,7 +417,7 @@ static int cmd_readers(const char *file, long threads, long ms)
 
 int main(int argc, char **argv)
 {
-	char *buf = malloc(MAX_FILE), *kbuf = malloc(MAX_FILE), serial[128];
+	char serial[128];
 	ssize_t n, kn = 0;
 
 	if (argc >= 3 && strcmp(argv[1], "serial") == 0) {

@@ -1,0 +1,89 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# Lifecycle: idempotent, reference-counted registrations; unregister removes the directory and
+# frees the key material; registrations persist (no secrets) across a clean restart, which
+# unmounts; a crashed daemon's stale mount is cleaned at start; generations never repeat across
+# restarts; the control socket is root only; svidfsctl commands. Under the sanitizer build the
+# daemon's exit status also reports leaks.
+. "$(dirname "$0")/lib.sh"
+
+start_agent a --auto-k8s -e "spiffe://example.org/node/db selectors=node:name:db" || exit 1
+DAEMON_ARGS=(-a "a=unix://$T/a.admin")
+start_daemon "${DAEMON_ARGS[@]}" || exit 1
+KEY=credential-bundle.private-key.pem
+refs_of() { ctl status "$1" | awk '$1 == "refs" { print $2 }'; }
+
+P=$(uuid)
+check "register" ctl register pod_uid="$P" namespace=ns1 service_account=sa1 ref=vol-1
+check "register again with the same ref (idempotent)" ctl register pod_uid="$P" namespace=ns1 service_account=sa1 ref=vol-1
+expect_eq "one reference" 1 "$(refs_of "$P")"
+check "a second volume adds a reference" ctl register pod_uid="$P" namespace=ns1 service_account=sa1 ref=vol-2
+expect_eq "two references" 2 "$(refs_of "$P")"
+check "other settings for a live workload are refused" \
+	not ctl register pod_uid="$P" namespace=ns1 service_account=sa1 layout=kubernetes-tls ref=vol-3
+check "wait returns once the SVID is there" ctl wait "$P" 10000
+check "files are served" "$CHECK" keymatch "$MNT/pods/$P/$KEY"
+check "a key mode with an 'other' bit is refused" not ctl register pod_uid="$(uuid)" key_mode=0404 ref=x
+check "register without pod_uid is refused" not ctl register namespace=ns1 ref=x
+N=$(uuid)
+ctl register pod_uid="$N" ref=x >/dev/null
+check "wait times out for a workload no entry matches" not ctl wait "$N" 300
+ctl unregister "$N" >/dev/null
+check "an identity registered through the control socket" \
+	ctl register kind=identity name=db selector=node:name:db ref=node
+check "the identity's files are served" wait_for "$CHECK" keymatch "$MNT/identities/db/$KEY"
+check "the persisted registrations hold no key material" \
+	sh -c "! grep -rq 'PRIVATE\|BEGIN' '$T/state'"
+expect_eq "persisted files are root-only" 600 "$(stat -c %a "$T/state/registrations/pod-$P.conf")"
+check "info answers" sh -c "'$SVIDFSCTL' -s '$T/control.sock' info | grep -q '^mountpoint *$MNT'"
+check "non-root callers cannot use the control socket" \
+	not setpriv --reuid 65534 --regid 65534 --clear-groups "$SVIDFSCTL" -s "$T/control.sock" ping
+
+# --- restart: persisted registrations come back; new inode numbers ---
+ino_before=$(stat -c %i "$MNT/pods/$P/$KEY")
+serial_before=$(serial_of "$MNT/pods/$P/$KEY")
+stop_daemon
+expect_eq "SIGTERM: clean exit (and, with sanitizers, no leak)" 0 "$DAEMON_EXIT"
+check "SIGTERM unmounted the filesystem" not mountpoint -q "$MNT"
+start_daemon "${DAEMON_ARGS[@]}" || exit 1
+check "after a restart the pod is back" wait_for "$CHECK" keymatch "$MNT/pods/$P/$KEY"
+expect_eq "with both references" 2 "$(refs_of "$P")"
+check "and the identity" wait_for "$CHECK" keymatch "$MNT/identities/db/$KEY"
+expect_eq "same SVID from the agent after the restart" "$serial_before" "$(serial_of "$MNT/pods/$P/$KEY")"
+check "a new generation: the file's inode number differs" \
+	test "$(stat -c %i "$MNT/pods/$P/$KEY")" != "$ino_before"
+
+# --- unregister ---
+bytes_before=$(ctl info | awk '$1 == "inode_bytes" { print $2 }')
+check "dropping one reference keeps the directory" \
+	sh -c "'$SVIDFSCTL' -s '$T/control.sock' unregister $P vol-1 | grep -q 'removed *false'"
+check "still served" test -s "$MNT/pods/$P/$KEY"
+check "dropping the last reference removes the workload" \
+	sh -c "'$SVIDFSCTL' -s '$T/control.sock' unregister $P vol-2 | grep -q 'removed *true'"
+check "the directory is gone" not ls "$MNT/pods/$P"
+check "pods/ no longer lists it" not sh -c "ls '$MNT/pods' | grep -q '$P'"
+check "its persisted registration is gone" not test -e "$T/state/registrations/pod-$P.conf"
+bytes_after=$(ctl info | awk '$1 == "inode_bytes" { print $2 }')
+echo "inode bytes before $bytes_before, after $bytes_after" | diag
+check "the key bytes the kernel's inodes pinned were released" test "$bytes_after" -lt "$bytes_before"
+check "unregister is idempotent" ctl unregister "$P" vol-2
+check "re-registering the same pod works" register_pod "$P"
+check "and serves it again" "$CHECK" keymatch "$MNT/pods/$P/$KEY"
+
+# --- crash: stale mount cleaned at start ---
+kill -9 "$DAEMON_PID"
+wait "$DAEMON_PID" 2>/dev/null
+check "after kill -9 the mount is stale (ENOTCONN)" \
+	sh -c "stat '$MNT/pods' 2>&1 | grep -q 'not connected'"
+start_daemon "${DAEMON_ARGS[@]}" || exit 1
+check "a new daemon cleaned the stale mount and serves again" wait_for "$CHECK" keymatch "$MNT/pods/$P/$KEY"
+check "the stale mount was logged" grep -q "detached a stale svidfs mount" "$T/svidfs.log"
+check "a second daemon on a live mount is refused" \
+	not "$SVIDFS" -m "$MNT" --state-dir "$T/state2" --control-socket "$T/control2.sock" -a "a=unix://$T/a.admin"
+check "bad configuration is refused with a message" \
+	sh -c "! '$SVIDFS' --agent bad 2>&1 | grep -q 'NAME=URI'; ! '$SVIDFS' --agent bad >/dev/null 2>&1"
+check "--help" sh -c "'$SVIDFS' --help | grep -q mountpoint"
+stop_daemon
+expect_eq "clean exit after the crash recovery" 0 "$DAEMON_EXIT"
+
+finish
