@@ -36,38 +36,31 @@ int ctl_client_connect(const char *path, int timeout_ms, CtlClient **ret)
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
 
-	/* Non-blocking connect so a full backlog cannot hang the caller past its timeout. */
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/* A blocking connect with a send timeout: on a unix socket whose listen backlog is full,
+	 * connect(2) then waits for room (up to SO_SNDTIMEO) instead of failing. A non-blocking
+	 * connect would return EAGAIN and leave the socket unconnected, not "in progress". */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return negative_errno();
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		if (errno != EAGAIN && errno != EINPROGRESS)
-			return negative_errno();
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		int pr;
-		do
-			pr = poll(&pfd, 1, timeout_ms);
-		while (pr < 0 && errno == EINTR);
-		if (pr < 0)
-			return negative_errno();
-		if (pr == 0)
-			return -ETIMEDOUT;
-		int err = 0;
-		socklen_t el = sizeof err;
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-			return negative_errno();
-		if (err)
-			return -err;
-	}
-	/* Writes are a few hundred bytes: blocking mode with a send timeout is simplest. */
-	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
 		return negative_errno();
 	if (timeout_ms >= 0) {
 		struct timeval tv = {.tv_sec = timeout_ms / 1000,
 				     .tv_usec = (timeout_ms % 1000) * 1000};
+		if (tv.tv_sec == 0 && tv.tv_usec == 0)
+			tv.tv_usec = 1000; /* 0 would mean "no timeout" */
 		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
 			return negative_errno();
+	}
+	for (;;) {
+		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EISCONN) /* an interrupted connect that completed */
+			break;
+		/* The send timeout ran out while the backlog stayed full. */
+		if (errno == EAGAIN || errno == EINPROGRESS)
+			return -ETIMEDOUT;
+		return negative_errno();
 	}
 
 	CtlClient *c = calloc(1, sizeof *c);

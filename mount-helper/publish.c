@@ -284,6 +284,22 @@ static bool has_bind_flags(const MountEntry *e)
 	       mountinfo_entry_has_option(e, "nodev") && mountinfo_entry_has_option(e, "noexec");
 }
 
+/* Whether path is the root of a mount: 1 yes, 0 no (also when it does not exist), -errno when
+ * statx cannot tell (e.g. ENOTCONN from a dead FUSE mount): then ask mountinfo. Cheap, unlike
+ * parsing a mountinfo table of thousands of binds on every call. AT_STATX_DONT_SYNC keeps a FUSE
+ * mount's daemon out of it. */
+static int is_mount_root(const char *path)
+{
+	struct statx sx;
+
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_DONT_SYNC, 0,
+		  &sx) < 0)
+		return errno == ENOENT || errno == ENOTDIR ? 0 : negative_errno();
+	if (!(sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+		return -EOPNOTSUPP;
+	return !!(sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
 /* Remounts the mount whose root fd refers to: read-only, nosuid, nodev, noexec. The bind's flags
  * are per mount, and a bind does not inherit read-only: remount it explicitly. */
 static int remount_ro_fd(int fd)
@@ -344,6 +360,7 @@ typedef struct {
 	const VolCtx *vc;
 	char workload[96];
 	bool registered, created_dir, mounted;
+	double t_register, t_wait, t_mount; /* ms per phase, for the log line */
 } PublishOp;
 
 static void rollback(PublishOp *op)
@@ -532,17 +549,24 @@ static void publish_existing(PublishOp *op, const MountInfo *mi, const MountEntr
 	}
 }
 
-static void log_outcome(const char *what, const char *ns, const char *name, const char *uid,
-			const char *volume, const char *target, double t0, const CsiStatus *st)
+static void log_outcome_detail(const char *what, const char *ns, const char *name,
+			       const char *uid, const char *volume, const char *target, double t0,
+			       const CsiStatus *st, const char *detail)
 {
 	double ms = (now_us() - t0) / 1000;
 
 	if (st->code == GRPC_STATUS_OK)
-		log_info("%s pod=%s/%s uid=%s volume=%s target=%s: OK in %.1f ms", what, ns, name,
-			 uid, volume, target, ms);
+		log_info("%s pod=%s/%s uid=%s volume=%s target=%s: OK in %.1f ms%s", what, ns, name,
+			 uid, volume, target, ms, detail ? detail : "");
 	else
 		log_warning("%s pod=%s/%s uid=%s volume=%s target=%s: %s: %s (%.1f ms)", what, ns,
 			    name, uid, volume, target, code_name(st->code), st->message, ms);
+}
+
+static void log_outcome(const char *what, const char *ns, const char *name, const char *uid,
+			const char *volume, const char *target, double t0, const CsiStatus *st)
+{
+	log_outcome_detail(what, ns, name, uid, volume, target, t0, st, NULL);
 }
 
 /* A volume context value fit for a log line (a plain token), or "?". */
@@ -603,35 +627,50 @@ void publisher_publish(Publisher *p, const Csi__V1__NodePublishVolumeRequest *re
 	}
 
 	PublishOp op = {.p = p, .vc = vc};
-	r = mountinfo_read(NULL, &mi);
-	if (r < 0) {
-		set_status(st, GRPC_STATUS_INTERNAL, "cannot read /proc/self/mountinfo: %s",
-			   strerror(-r));
-		goto out;
-	}
-	const MountEntry *e = mountinfo_find_mountpoint(mi, target);
-	if (e) {
-		publish_existing(&op, mi, e, st);
-		goto out;
+	/* Already published (kubelet's retry, requiresRepublish)? */
+	if (is_mount_root(target) != 0) {
+		r = mountinfo_read(NULL, &mi);
+		if (r < 0) {
+			set_status(st, GRPC_STATUS_INTERNAL, "cannot read /proc/self/mountinfo: %s",
+				   strerror(-r));
+			goto out;
+		}
+		const MountEntry *e = mountinfo_find_mountpoint(mi, target);
+		if (e) {
+			publish_existing(&op, mi, e, st);
+			goto out;
+		}
 	}
 	if (volctx_check_pod_matches_target(vc, err, sizeof err) < 0 ||
 	    check_parent(p, target, err, sizeof err) < 0) {
 		set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
 		goto out;
 	}
+	double t = now_us();
 	do_register(&op, st);
-	if (st->code == GRPC_STATUS_OK)
+	op.t_register = (now_us() - t) / 1000;
+	if (st->code == GRPC_STATUS_OK) {
+		t = now_us();
 		do_wait(&op,
 			rpc_timeout_ms < 0 ? -1
 					   : MAX(0, rpc_timeout_ms - (int)((now_us() - t0) / 1000)),
 			st);
-	if (st->code == GRPC_STATUS_OK)
+		op.t_wait = (now_us() - t) / 1000;
+	}
+	if (st->code == GRPC_STATUS_OK) {
+		t = now_us();
 		do_mount(&op, st);
+		op.t_mount = (now_us() - t) / 1000;
+	}
 	if (st->code != GRPC_STATUS_OK)
 		rollback(&op);
 out:
 	inflight_release(p, vol, target);
-	log_outcome("publish", ns, name, uid, vol, target, t0, st);
+	char detail[128] = "";
+	if (op.t_register > 0)
+		snprintf(detail, sizeof detail, " (register %.1f, first SVID %.1f, mount %.1f ms)",
+			 op.t_register, op.t_wait, op.t_mount);
+	log_outcome_detail("publish", ns, name, uid, vol, target, t0, st, detail);
 }
 
 /* ---- unpublish ---- */
@@ -640,7 +679,7 @@ void publisher_unpublish(Publisher *p, const Csi__V1__NodeUnpublishVolumeRequest
 			 CsiStatus *st)
 {
 	_cleanup_free_ char *uid = NULL;
-	char err[VOLCTX_ERR_MAX], workload[96];
+	char err[VOLCTX_ERR_MAX], workload[96], detail[96] = "";
 	double t0 = now_us();
 	int r;
 
@@ -668,7 +707,8 @@ void publisher_unpublish(Publisher *p, const Csi__V1__NodeUnpublishVolumeRequest
 	snprintf(workload, sizeof workload, "pods/%s", uid);
 
 	/* Unmount every mount stacked on the target (normally exactly one). */
-	for (int i = 0; i < 16; i++) {
+	double t = now_us();
+	if (is_mount_root(target) != 0) {
 		_cleanup_(mountinfo_freep) MountInfo *mi = NULL;
 		r = mountinfo_read(NULL, &mi);
 		if (r < 0) {
@@ -676,35 +716,39 @@ void publisher_unpublish(Publisher *p, const Csi__V1__NodeUnpublishVolumeRequest
 				   strerror(-r));
 			goto out;
 		}
-		const MountEntry *e = mountinfo_find_mountpoint(mi, target);
-		if (!e)
-			break;
 		/* The mount's own root names the workload it shows, whatever the path says. */
-		const char *root = mountinfo_entry_root(e);
+		const MountEntry *e = mountinfo_find_mountpoint(mi, target);
+		const char *root = e ? mountinfo_entry_root(e) : "";
 		if (strncmp(root, "/pods/", 6) == 0 && strlen(root + 1) < sizeof workload &&
 		    !strchr(root + 6, '/') && svidfs_bind_of(p, mi, e, root + 6))
 			snprintf(workload, sizeof workload, "%s", root + 1);
-		if (umount2(target, UMOUNT_NOFOLLOW) < 0) {
-			if (errno == EINVAL || errno == ENOENT)
-				break;
-			set_status(st,
-				   errno == EBUSY ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_INTERNAL,
-				   "cannot unmount %s: %s", target, strerror(errno));
-			goto out;
-		}
+		for (int i = 0; e && i < 16; i++)
+			if (umount2(target, UMOUNT_NOFOLLOW) < 0) {
+				if (errno == EINVAL || errno == ENOENT)
+					break; /* no (more) mount there */
+				set_status(st,
+					   errno == EBUSY ? GRPC_STATUS_UNAVAILABLE
+							  : GRPC_STATUS_INTERNAL,
+					   "cannot unmount %s: %s", target, strerror(errno));
+				goto out;
+			}
 	}
+	double t_umount = (now_us() - t) / 1000;
 	if (rmdir(target) < 0 && errno != ENOENT) {
 		set_status(st, GRPC_STATUS_INTERNAL, "cannot remove target_path %s: %s", target,
 			   strerror(errno));
 		goto out;
 	}
+	t = now_us();
 	r = unregister_ref(p, workload, vol, err, sizeof err);
 	if (r < 0)
 		set_status(st, r == -EINVAL ? GRPC_STATUS_INTERNAL : GRPC_STATUS_UNAVAILABLE, "%s",
 			   err);
+	snprintf(detail, sizeof detail, " (unmount %.1f, unregister %.1f ms)", t_umount,
+		 (now_us() - t) / 1000);
 out:
 	inflight_release(p, vol, target);
-	log_outcome("unpublish", "-", "-", uid, vol, target, t0, st);
+	log_outcome_detail("unpublish", "-", "-", uid, vol, target, t0, st, detail);
 }
 
 /* ---- volume stats and probe ---- */
@@ -716,13 +760,18 @@ static void stats_condition(Publisher *p, const char *path, const char *workload
 	struct statvfs sv;
 	int r;
 
-	r = mountinfo_read(NULL, &mi);
-	if (r < 0) {
-		ret->abnormal = true;
-		errf(ret->message, sizeof ret->message, "cannot read mountinfo: %s", strerror(-r));
-		return;
+	r = is_mount_root(path);
+	if (r < 0) { /* statx cannot tell (dead FUSE mount): the mount table can */
+		r = mountinfo_read(NULL, &mi);
+		if (r < 0) {
+			ret->abnormal = true;
+			errf(ret->message, sizeof ret->message, "cannot read mountinfo: %s",
+			     strerror(-r));
+			return;
+		}
+		r = mountinfo_find_mountpoint(mi, path) != NULL;
 	}
-	if (!mountinfo_find_mountpoint(mi, path)) {
+	if (r == 0) {
 		ret->abnormal = true;
 		errf(ret->message, sizeof ret->message,
 		     "volume_path is not mounted: the svidfs bind mount is gone");

@@ -144,25 +144,23 @@ static int wait_socket(const char *path, pid_t pid, const char *what)
 static int start_agent(Stack *s)
 {
 	char delay[32], ttl[32];
-	snprintf(delay, sizeof delay, "%d", s->o.first_svid_delay_ms);
-	snprintf(ttl, sizeof ttl, "%d", s->o.svid_ttl_s > 0 ? s->o.svid_ttl_s : 3600);
+	snprintf(delay, sizeof delay, "%dms", s->o.first_svid_delay_ms);
+	snprintf(ttl, sizeof ttl, "%ds", s->o.svid_ttl_s > 0 ? s->o.svid_ttl_s : 3600);
+	/* auto-k8s: every pod (uid + namespace + service account selectors) gets the entry
+	 * spiffe://<td>/ns/<ns>/sa/<sa>, as a ClusterSPIFFEID would give it. */
 	char *argv[] = {(char *)bin("DEVAGENT_BIN", DEVAGENT_BIN),
-			"--admin-socket",
-			s->agent_sock,
-			"--control-socket",
-			s->agent_ctl,
-			"--trust-domain",
-			TRUST_DOMAIN,
+			"--admin-socket", s->agent_sock,
+			"--control", s->agent_ctl,
+			"--trust-domain", TRUST_DOMAIN,
 			"--auto-k8s",
-			"--first-svid-delay-ms",
-			delay,
-			"--svid-ttl",
-			ttl,
+			"--first-svid-delay", delay,
+			"--svid-ttl", ttl,
 			NULL};
 	s->agent_pid = spawn(s, "devagent", argv);
 	if (s->agent_pid < 0)
 		return s->agent_pid;
-	return wait_socket(s->agent_sock, s->agent_pid, "the development agent");
+	/* The gRPC sockets listen before the control socket appears. */
+	return wait_socket(s->agent_ctl, s->agent_pid, "the development agent");
 }
 
 static int start_daemon(Stack *s)
@@ -222,6 +220,8 @@ int stack_start(const StackOptions *o, Stack **ret)
 		free(s);
 		return -errno;
 	}
+	/* Container processes that drop root must reach their volume below this directory. */
+	chmod(s->dir, 0755);
 	snprintf(s->csi_sock, sizeof s->csi_sock, "%s/csi.sock", s->dir);
 	snprintf(s->kubelet, sizeof s->kubelet, "%s/kubelet", s->dir);
 	snprintf(s->mnt, sizeof s->mnt, "%s/svidfs", s->dir);
@@ -378,17 +378,31 @@ int stack_kill_daemon(Stack *s)
 	return 0;
 }
 
-int stack_rotate(Stack *s)
+static int agent_ctl(Stack *s, const char *op, const char *key, const char *value)
 {
 	KvMsg *req = NULL, *rep = NULL;
 	kv_new(&req);
-	kv_add(req, "op", "rotate");
+	kv_add(req, "op", op);
+	if (key)
+		kv_add(req, key, value);
 	int r = ctl_call(s->agent_ctl, req, 10000, &rep);
 	kv_free(req);
 	if (r == 0)
 		r = ctl_reply_status(rep);
 	kv_free(rep);
 	return r;
+}
+
+int stack_rotate(Stack *s)
+{
+	return agent_ctl(s, "rotate", NULL, NULL);
+}
+
+int stack_set_first_svid_delay(Stack *s, int ms)
+{
+	char v[32];
+	snprintf(v, sizeof v, "%d", ms);
+	return agent_ctl(s, "set-delay", "ms", v);
 }
 
 static int write_str(const char *path, const char *v)

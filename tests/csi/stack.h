@@ -43,6 +43,8 @@ bool stack_stop_plugin_cleanly(Stack *s);
 int stack_kill_daemon(Stack *s);
 /* Asks the development agent to rotate every SVID now. */
 int stack_rotate(Stack *s);
+/* Changes the development agent's delay before a new pod's first SVID. */
+int stack_set_first_svid_delay(Stack *s, int ms);
 
 /* Runs fn in a child process that behaves as a container of pod pod_uid: it joins a
  * kubepods-...-pod<uid>.slice cgroup, enters its own mount namespace, bind-mounts volume (a

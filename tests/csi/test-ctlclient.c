@@ -3,9 +3,11 @@
  * exercised by the integration suite). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -179,4 +181,105 @@ Test(ctlclient, status_parsing)
 	kv_new(&m);
 	cr_assert_eq(ctl_reply_status(m), -EBADMSG, "missing status");
 	kv_free(m);
+}
+
+/* Regression (pod-start with 100 pods at once): a non-blocking connect to a unix socket whose
+ * listen backlog was full returned EAGAIN, the client polled, then wrote on an unconnected socket
+ * and failed with ENOTCONN. Now connect waits for room in the backlog. */
+#define N_BURST 16
+static int burst_lfd;
+
+static void *burst_server(void *arg)
+{
+	usleep(300000); /* let the backlog fill up */
+	for (int i = 0; i < N_BURST; i++) {
+		/* Clients that failed never arrive: stop after 3 s without one. */
+		struct pollfd pfd = {.fd = burst_lfd, .events = POLLIN};
+		if (poll(&pfd, 1, 3000) <= 0)
+			return NULL;
+		int fd = accept(burst_lfd, NULL, NULL);
+		if (fd < 0)
+			return NULL;
+		KvMsg *req = NULL, *rep = NULL;
+		if (kv_read_fd(fd, 4096, 5000, &req) == 0) {
+			kv_new(&rep);
+			kv_add(rep, "status", "0");
+			kv_write_fd(fd, rep);
+			kv_free(rep);
+		}
+		kv_free(req);
+		close(fd);
+	}
+	return NULL;
+}
+
+static void *burst_client(void *arg)
+{
+	KvMsg *req = req_op("ping"), *rep = NULL;
+	intptr_t r = ctl_call(path, req, 5000, &rep);
+	if (r == 0)
+		r = ctl_reply_status(rep);
+	kv_free(rep);
+	kv_free(req);
+	return (void *)r;
+}
+
+Test(ctlclient, connect_waits_for_a_full_backlog)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	pthread_t srv, cl[N_BURST];
+
+	strcpy(dir, "/tmp/svidfs-test.XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/control.sock", dir);
+	strcpy(sa.sun_path, path);
+	burst_lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(burst_lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+	cr_assert_eq(listen(burst_lfd, 1), 0);
+	pthread_create(&srv, NULL, burst_server, NULL);
+	for (int i = 0; i < N_BURST; i++)
+		pthread_create(&cl[i], NULL, burst_client, NULL);
+	int failed = 0;
+	for (int i = 0; i < N_BURST; i++) {
+		void *r;
+		pthread_join(cl[i], &r);
+		if ((intptr_t)r != 0) {
+			cr_log_error("client %d: %s", i, strerror(-(int)(intptr_t)r));
+			failed++;
+		}
+	}
+	pthread_join(srv, NULL);
+	close(burst_lfd);
+	unlink(path);
+	rmdir(dir);
+	cr_assert_eq(failed, 0, "%d of %d clients failed", failed, N_BURST);
+}
+
+Test(ctlclient, connect_times_out_when_never_accepted)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	CtlClient *c[8] = {0};
+	int timeouts = 0;
+
+	strcpy(dir, "/tmp/svidfs-test.XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/control.sock", dir);
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	cr_assert_eq(listen(fd, 0), 0);
+	/* Nobody accepts: once the backlog is full, connect gives up after its timeout. */
+	for (int i = 0; i < 8; i++) {
+		int r = ctl_client_connect(path, 100, &c[i]);
+		if (r == -ETIMEDOUT)
+			timeouts++;
+		else
+			cr_assert_eq(r, 0);
+	}
+	cr_assert_gt(timeouts, 0);
+	for (int i = 0; i < 8; i++)
+		ctl_client_free(c[i]);
+	close(fd);
+	unlink(path);
+	rmdir(dir);
 }
