@@ -62,6 +62,12 @@ ExecStart=/usr/bin/svidfs-devagent --trust-domain example.org \
 WantedBy=multi-user.target
 EOF
 cp "$root/usr/share/doc/svidfs/examples/identities.d/web.conf" "$root/etc/svidfs/identities.d/"
+# A sandbox may cap RLIMIT_MEMLOCK (this machine: a hard 8 MiB that nothing in it can raise), so
+# the container's systemd cannot grant LimitMEMLOCK=80M: use a secure heap that fits instead.
+hard_kib=$(ulimit -Hl)
+if [ "$hard_kib" != unlimited ] && [ "$hard_kib" -lt $((80 * 1024)) ]; then
+	echo "secure_heap = $((hard_kib / 2 / 1024))M" >>"$root/etc/svidfs/svidfs.conf"
+fi
 mkdir -p "$root/etc/systemd/system/svidfs.service.d" "$root/etc/systemd/system/demo-consumer.service.d"
 printf '[Service]\nWatchdogSec=3s\n' >"$root/etc/systemd/system/svidfs.service.d/test-watchdog.conf"
 cat >"$root/etc/systemd/system/demo-consumer.service" <<'EOF'
