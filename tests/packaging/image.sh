@@ -17,7 +17,7 @@ version=$(dpkg-parsechangelog -l "$SRCROOT/packaging/debian/changelog" -SVersion
 
 "$SRCROOT/tools/build-image" "$debs" "$tmp/img" >"$tmp/build.log" 2>&1
 tap_result $? "tools/build-image builds the OCI image from Debian packages" "$tmp/build.log"
-cat "$tmp/build.log" | sed 's/^/# /'
+sed "s/^/# /" "$tmp/build.log"
 archive="$tmp/img/svidfs-$version-oci.tar"
 
 mkdir -p "$tmp/layout"

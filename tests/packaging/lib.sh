@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: Apache-2.0
 # TAP helpers for the packaging suite (sourced). The plan is printed at the end (TAP allows a
 # trailing plan), so a script can emit checks as it goes.
@@ -43,4 +44,4 @@ tap_done() {
 	[ "$TAP_FAILED" -eq 0 ]
 }
 # Source tree root (the tests run from the build dir).
-SRCROOT=${MESON_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+export SRCROOT=${MESON_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}

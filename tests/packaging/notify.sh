@@ -13,7 +13,8 @@ fi
 svidfs=$(realpath "$1")
 listen=$(realpath "$2")
 tmp=$(mktemp -d /tmp/svidfs-test.XXXXXX)
-dpid= lpid=
+dpid=""
+lpid=""
 cleanup() {
 	{
 		[ -n "$dpid" ] && kill -KILL "$dpid" && wait "$dpid"
