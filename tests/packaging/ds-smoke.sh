@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 # Runs the svidfs and svidfs-csi containers of the rendered DaemonSet in an unpacked image root
-# (chroot, private mount namespace; the hostPath volumes become plain directories) and checks
-# that the daemon's liveness probe command passes and the CSI socket listens.
+# as Kubernetes would (chroot in a private mount namespace; the root read-only, as
+# readOnlyRootFilesystem makes it; the hostPath volumes as writable tmpfs mounts) and checks that
+# the daemon's liveness probe command passes and the CSI socket listens.
 # Usage: ds-smoke.sh ROOT DAEMONSET.yaml LOGDIR   (run by image.sh; needs kubectl)
 set -u
 if [ -z "${SVIDFS_TEST_IN_NS:-}" ]; then
@@ -24,10 +25,17 @@ echo "probe:  $probe_cmd"
 echo "csi:    $csi_cmd"
 [ -n "$daemon_cmd" ] && [ -n "$probe_cmd" ] && [ -n "$csi_cmd" ] && [ -n "$csi_sock" ] || exit 1
 
+# Mountpoints for the volumes exist in the image (the runtime would create them), then the root
+# turns read-only and each volume gets a writable tmpfs.
+mkdir -p "$root/var/lib/svidfs" "$root/var/lib/kubelet" "$root/run" || exit 1
+mount --bind "$root" "$root" && mount -o remount,bind,ro "$root" || exit 1
+for v in /run /var/lib/svidfs /var/lib/kubelet; do
+	mount -t tmpfs -o mode=0755 volume "$root$v" || exit 1
+done
 mount --rbind /dev "$root/dev" && mount -t proc proc "$root/proc" || exit 1
-mkdir -p "$root/run/svidfs" "$root/run/svidfs-control" "$root/var/lib/svidfs" \
-	"$root/run/spire/admin-sockets" "$root/var/lib/kubelet/pods" \
-	"$root/var/lib/kubelet/plugins/csi.svidfs.spiffe.io"
+mkdir -p "$root/run/svidfs" "$root/run/svidfs-control" "$root/run/spire/admin-sockets" \
+	"$root/var/lib/kubelet/pods" "$root/var/lib/kubelet/plugins/csi.svidfs.spiffe.io"
+touch "$root/ro-probe" 2>/dev/null && { echo "the image root is not read-only"; exit 1; }
 # shellcheck disable=SC2086 # the commands are word lists without spaces inside words
 chroot "$root" $daemon_cmd >"$log/daemon.log" 2>&1 &
 d=$!
@@ -48,5 +56,7 @@ wait "$c" "$d"
 umount -l "$root/run/svidfs" 2>/dev/null
 umount "$root/proc"
 umount -l "$root/dev"
+for v in /var/lib/kubelet /var/lib/svidfs /run; do umount -l "$root$v"; done
+umount -l "$root"
 tail -n 5 "$log/daemon.log" "$log/csi.log" "$log/probe.log"
 exit $rc

@@ -48,7 +48,7 @@ mkdir -p "$tmp/ds"
 "$KUBECTL" kustomize "$SRCROOT/deploy/kubernetes/base" -o "$tmp/base.yaml" >"$tmp/ds.log" 2>&1 &&
 	awk 'BEGIN { RS = "---\n" } /\nkind: DaemonSet\n/ { printf "%s", $0 }' "$tmp/base.yaml" >"$tmp/ds.yaml" &&
 	KUBECTL=$KUBECTL "$SRCROOT/tests/packaging/ds-smoke.sh" "$root" "$tmp/ds.yaml" "$tmp/ds" >>"$tmp/ds.log" 2>&1
-tap_result $? "the DaemonSet's svidfs and svidfs-csi commands run in the image root: liveness probe passes, CSI socket listens" "$tmp/ds.log"
+tap_result $? "the DaemonSet's svidfs and svidfs-csi commands run in the read-only image root: liveness probe passes, CSI socket listens" "$tmp/ds.log"
 
 layer=$(sed -n 's/.*compressed \([0-9]*\) bytes, uncompressed \([0-9]*\) bytes.*/\1 \2/p' "$tmp/build.log")
 read -r csize usize <<<"$layer"
