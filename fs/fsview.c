@@ -27,6 +27,7 @@ struct FsView {
 	SvidStore *store;
 	InodeTable *inodes;
 	const AccessPolicy *policy;
+	Notify *notify;
 	int64_t started;
 	pthread_mutex_t denial_lock;
 	char **denials; /* "<target>|<caller>" already logged */
@@ -39,7 +40,7 @@ static int64_t now_s(void)
 }
 
 int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
-	       FsView **ret)
+	       Notify *notify, FsView **ret)
 {
 	FsView *v = calloc(1, sizeof *v);
 
@@ -49,6 +50,7 @@ int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPo
 	v->store = store;
 	v->inodes = inodes;
 	v->policy = policy;
+	v->notify = notify;
 	v->started = now_s();
 	pthread_mutex_init(&v->denial_lock, NULL);
 	*ret = v;
@@ -257,7 +259,8 @@ static int render_status(FsView *v, Workload *w, const SvidSet *set, SvidBlob **
 }
 
 /* jwt/<audience> and custom jwt_svid files: a token fresh until half its lifetime. */
-static int lookup_jwt(FsView *v, Workload *w, const char *audience, FsEntry *ret)
+static int lookup_jwt(FsView *v, Workload *w, const char *audience, uint64_t jwt_dir,
+		      FsEntry *ret)
 {
 	const char *wname = workload_name(w);
 	_cleanup_(svid_blob_unrefp) SvidBlob *tok = NULL;
@@ -266,9 +269,19 @@ static int lookup_jwt(FsView *v, Workload *w, const char *audience, FsEntry *ret
 	InodeAttr a;
 	int idx, r;
 
+	char **before = NULL;
+	size_t n_before = 0;
+	if (workload_audiences(w, &before, &n_before) >= 0) {
+		for (size_t i = 0; i < n_before; i++)
+			free(before[i]);
+		free(before);
+	}
 	idx = workload_audience_index(w, audience);
 	if (idx < 0)
 		return idx == -E2BIG ? -ENOSPC : idx;
+	/* A new audience changes jwt/'s listing, which the kernel caches (no opendir). */
+	if ((size_t)idx >= n_before && jwt_dir)
+		notify_inval_inode(v->notify, jwt_dir);
 	r = svid_store_get_jwt(v->store, wname, audience, now, &tok, &fresh_until, &serial);
 	if (r == -ENOENT) {
 		r = sessions_fetch_jwt(v->sessions, wname, audience);
@@ -315,7 +328,7 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
 		_cleanup_free_ char *aud = NULL;
 		if (tree_audience_decode(name, &aud) < 0)
 			return -ENOENT;
-		return lookup_jwt(v, w, aud, ret);
+		return lookup_jwt(v, w, aud, tree_ino(slot, TREE_ID_JWT_DIR, parent_serial), ret);
 	}
 	/* A dynamic directory (svids/<x>) from an older generation may mean another node now. */
 	if (parent_id >= TREE_ID_FIRST_DYNAMIC && parent_serial != (uint32_t)gen)
@@ -335,7 +348,7 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
 		attr.mtime = svid_set_updated_at(set) ? svid_set_updated_at(set) : v->started;
 	switch (node->type) {
 	case TREE_NODE_JWT:
-		return lookup_jwt(v, w, node->audience, ret);
+		return lookup_jwt(v, w, node->audience, 0, ret);
 	case TREE_NODE_DIR:
 		ino = tree_ino(slot, node->id, gen);
 		attr.mode = S_IFDIR | 0555;

@@ -26,7 +26,7 @@ typedef struct FsView FsView;
 #define FSVIEW_TIMEOUT 86400.0 /* entries and attributes of immutable inodes */
 
 int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
-	       FsView **ret);
+	       Notify *notify, FsView **ret);
 FsView *fsview_free(FsView *v);
 
 typedef struct FsEntry {

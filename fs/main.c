@@ -213,7 +213,7 @@ static int run(Config *cfg)
 	if (r >= 0)
 		r = sessions_new(cfg, store, inodes, notify, &sessions);
 	if (r >= 0)
-		r = fsview_new(sessions, store, inodes, policy, &view);
+		r = fsview_new(sessions, store, inodes, policy, notify, &view);
 	if (r >= 0) {
 		ControlContext cc = {.cfg = cfg, .sessions = sessions, .store = store,
 				     .inodes = inodes, .started_at = (int64_t)ts.tv_sec};

@@ -259,10 +259,20 @@ static void on_store_change(void *userdata, const char *name, uint32_t slot, uin
 			notify_inval_entry(s->notify, dir, names[i]);
 			free(names[i]);
 		}
+		/* The listing may have changed too (bundle files, svids/): without opendir the
+		 * kernel caches it with the directory's pages; dropping them drops it. */
+		notify_inval_inode(s->notify, dir);
 		for (size_t i = 0; i < n_polls; i++)
 			notify_poll_wakeup(s->notify, polls[i]);
 	}
 	workload_unref(w);
+}
+
+static uint64_t parent_dir_ino(const Registration *r)
+{
+	return r->kind == REGISTRATION_POD	    ? TREE_INO_PODS
+	       : r->kind == REGISTRATION_IDENTITY ? TREE_INO_IDENTITIES
+						  : TREE_INO_ROOT;
 }
 
 /* ---- subscriptions ---- */
@@ -995,6 +1005,7 @@ int sessions_register(Sessions *s, Registration *reg, const char *ref, bool want
 	}
 	if (e->persist)
 		persist(s, workload_registration(e->w), e->refs, e->n_refs);
+	notify_inval_inode(s->notify, parent_dir_ino(workload_registration(e->w)));
 	r = switch_agent(s, name, want);
 	pthread_mutex_unlock(&s->ops);
 	log_info("registered %s (ref %s)", name, ref);
@@ -1056,11 +1067,8 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 	for (size_t i = 0; r >= 0 && i < n_inos; i++)
 		notify_inval_inode(s->notify, inos[i]);
 	const Registration *reg = workload_registration(w);
-	notify_inval_entry(s->notify,
-			   reg->kind == REGISTRATION_POD	 ? TREE_INO_PODS
-			   : reg->kind == REGISTRATION_IDENTITY ? TREE_INO_IDENTITIES
-								 : TREE_INO_ROOT,
-			   workload_basename(w));
+	notify_inval_entry(s->notify, parent_dir_ino(reg), workload_basename(w));
+	notify_inval_inode(s->notify, parent_dir_ino(reg)); /* the cached listing */
 	/* Wake pollers: their workload is gone. */
 	char **names = NULL;
 	struct fuse_pollhandle **polls = NULL;
