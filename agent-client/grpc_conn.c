@@ -75,6 +75,7 @@ struct AgentSub {
 	bool timer_armed;
 	uint64_t due_ms; /* CLOCK_MONOTONIC */
 	bool cancelled, in_callback;
+	unsigned waiters; /* threads in agent_sub_cancel() waiting for the callback to return */
 	bool failing; /* the last call ended without a message: keep logs at debug */
 	AgentSubState state;
 };
@@ -343,7 +344,9 @@ static void sub_call_done(AgentSub *s)
 	if (s->cancelled || c->shutting_down) {
 		gpr_free((void *)s->error_string);
 		s->error_string = NULL;
-		sub_free_locked(s);
+		/* A canceller still waiting for the callback frees it when it wakes up. */
+		if (s->waiters == 0)
+			sub_free_locked(s);
 		return;
 	}
 
@@ -424,17 +427,24 @@ static void handle_recv(AgentConn *c, AgentSub *s, bool success)
 	}
 
 	bool skip = s->cancelled || c->shutting_down;
+	if (!skip) {
+		/* A message arrived: the stream works, whatever the message is worth. */
+		if (s->failing)
+			log_info("agent %s: %s streaming again (after %u attempts)", c->name,
+				 s->method, backoff_attempts(s->backoff));
+		s->failing = false;
+		s->got_message = true;
+		s->state.phase = AGENT_SUB_STREAMING;
+		backoff_reset(s->backoff);
+	}
 	s->in_callback = !skip;
 	pthread_mutex_unlock(&c->lock);
 	r = deliver(s, bb, skip, why, sizeof(why));
 	pthread_mutex_lock(&c->lock);
+	grpc_byte_buffer_destroy(bb);
 	if (!skip) {
 		s->in_callback = false;
 		pthread_cond_broadcast(&c->cond);
-	}
-	grpc_byte_buffer_destroy(bb);
-
-	if (!skip) {
 		if (r >= 0) {
 			s->state.messages++;
 			s->state.last_message_at = (int64_t)time(NULL);
@@ -443,13 +453,6 @@ static void handle_recv(AgentConn *c, AgentSub *s, bool success)
 			log_warning("agent %s: %s: message rejected, keeping the last good state: %s",
 				    c->name, s->method, why);
 		}
-		if (s->failing)
-			log_info("agent %s: %s streaming again (after %u attempts)", c->name,
-				 s->method, backoff_attempts(s->backoff));
-		s->failing = false;
-		s->got_message = true;
-		s->state.phase = AGENT_SUB_STREAMING;
-		backoff_reset(s->backoff);
 	}
 
 	if (s->cancelled || c->shutting_down) {
@@ -602,7 +605,7 @@ int agent_conn_new(const AgentConnConfig *cfg, AgentConn **ret)
 
 	grpc_init();
 	size_t max_recv = cfg->max_recv_bytes ? cfg->max_recv_bytes : DEFAULT_MAX_RECV;
-	grpc_arg args[5];
+	grpc_arg args[6];
 	memset(args, 0, sizeof(args));
 	/* C core >= 1.57 would send the percent-encoded socket path; strict servers reject it. */
 	args[0].type = GRPC_ARG_STRING;
@@ -621,6 +624,11 @@ int agent_conn_new(const AgentConnConfig *cfg, AgentConn **ret)
 	args[4].type = GRPC_ARG_INTEGER;
 	args[4].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
 	args[4].value.integer = (int)c->backoff_max_ms;
+	/* Each AgentConn owns its connection: C core would otherwise share one subchannel among
+	 * all channels with the same target and arguments. */
+	args[5].type = GRPC_ARG_INTEGER;
+	args[5].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+	args[5].value.integer = 1;
 	grpc_channel_args chargs = {.num_args = ELEMENTSOF(args), .args = args};
 	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
 	c->channel = grpc_channel_create(target, creds, &chargs);
@@ -748,8 +756,10 @@ void agent_sub_cancel(AgentSub *s)
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
+	s->waiters++;
 	while (s->in_callback)
 		pthread_cond_wait(&c->cond, &c->lock);
+	s->waiters--;
 	if (s->pending == 0)
 		sub_free_locked(s);
 	/* else: the CQ thread frees it when the cancelled call's last tag returns; no callback

@@ -252,7 +252,8 @@ static int map_new(const SvidBundleInput *b, size_t n, bool x509, BundleMap **re
 	qsort(tmp, n, sizeof *tmp, cmp_tdblob);
 	for (size_t i = 0; i + 1 < n; i++)
 		if (streq(tmp[i].td, tmp[i + 1].td)) {
-			if (asprintf(ret_reason, "bundle %s: trust domain given twice", tmp[i].td) < 0)
+			if (asprintf(ret_reason, "bundle %s: trust domain given twice", tmp[i].td) <
+			    0)
 				*ret_reason = NULL;
 			r = -EINVAL;
 			goto fail;
@@ -696,8 +697,8 @@ static int workload_change(SvidStore *s, const char *name, const Change *c)
 		if (bump) {
 			n->generation = gen = ++s->gen;
 			n->x509_generation = c->list && !items_equal(old->list, c->list)
-						     ? gen
-						     : old->x509_generation;
+						 ? gen
+						 : old->x509_generation;
 		} else {
 			n->generation = gen = old->generation;
 			n->x509_generation = old->x509_generation;
@@ -738,13 +739,13 @@ static int item_from_input(const SvidX509Input *in, SvidCheck *chk, SvidItem *it
 	int r;
 
 	*it = (SvidItem){
-		.spiffe_id = TAKE_PTR(chk->spiffe_id),
-		.trust_domain = TAKE_PTR(chk->trust_domain),
-		.serial = TAKE_PTR(chk->serial),
-		.not_before = chk->not_before,
-		.not_after = chk->not_after,
-		.n_certs = chk->n_certs,
-		.hint = strdup(in->hint ? in->hint : ""),
+	    .spiffe_id = TAKE_PTR(chk->spiffe_id),
+	    .trust_domain = TAKE_PTR(chk->trust_domain),
+	    .serial = TAKE_PTR(chk->serial),
+	    .not_before = chk->not_before,
+	    .not_after = chk->not_after,
+	    .n_certs = chk->n_certs,
+	    .hint = strdup(in->hint ? in->hint : ""),
 	};
 	if (!it->hint)
 		return -ENOMEM;
@@ -783,7 +784,8 @@ static int list_new(const SvidX509Update *u, SvidList **ret, char **ret_reason)
 		r = x509check_svid(in, &chk, &why);
 		if (r < 0) {
 			char id[257];
-			sanitize(id, sizeof id, in->spiffe_id && *in->spiffe_id ? in->spiffe_id : "?");
+			sanitize(id, sizeof id,
+				 in->spiffe_id && *in->spiffe_id ? in->spiffe_id : "?");
 			if (why && asprintf(ret_reason, "svid %zu (%s): %s", i, id, why) < 0)
 				*ret_reason = NULL;
 			return r;
@@ -832,8 +834,7 @@ static bool exists(SvidStore *s, const char *name)
 }
 
 /* Replaces one source's map of one kind and rebuilds the sets of the workloads it serves. */
-static int set_bundles(SvidStore *s, const char *source, bool x509, BundleMap *m,
-		       const char *skip)
+static int set_bundles(SvidStore *s, const char *source, bool x509, BundleMap *m, const char *skip)
 {
 	_cleanup_free_ char **names = NULL;
 	BundleMap *old = NULL;
@@ -954,8 +955,8 @@ int svid_store_set_x509_bundles(SvidStore *s, const char *source, const SvidBund
 	return set_bundles_checked(s, source, true, b, n);
 }
 
-int svid_store_set_jwt_bundles(SvidStore *s, const char *source, const SvidBundleInput *b,
-			       size_t n, int64_t now)
+int svid_store_set_jwt_bundles(SvidStore *s, const char *source, const SvidBundleInput *b, size_t n,
+			       int64_t now)
 {
 	return set_bundles_checked(s, source, false, b, n);
 }
@@ -1012,10 +1013,10 @@ int svid_store_put_jwt(SvidStore *s, const char *name, const char *audience,
 	}
 	jwt_entry_done(e);
 	*e = (JwtEntry){
-		.audience = TAKE_PTR(aud),
-		.token = TAKE_PTR(tok),
-		.fresh_until = fresh,
-		.serial = ++s->jwt_serial,
+	    .audience = TAKE_PTR(aud),
+	    .token = TAKE_PTR(tok),
+	    .fresh_until = fresh,
+	    .serial = ++s->jwt_serial,
 	};
 	pthread_mutex_unlock(&s->lock);
 	return 0;

@@ -22,8 +22,7 @@
 
 static bool td_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-	       c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
 }
 
 static bool path_char(char c)
@@ -83,8 +82,8 @@ int spiffe_id_check(const char *id, size_t len, bool need_path, const char **ret
 		for (; i + seg < len && id[i + seg] != '/'; seg++)
 			if (!path_char(id[i + seg])) {
 				why = id[i + seg] == '%'
-					      ? "SPIFFE ID path is percent-encoded"
-					      : "SPIFFE ID path has a character outside [a-zA-Z0-9._-]";
+					  ? "SPIFFE ID path is percent-encoded"
+					  : "SPIFFE ID path has a character outside [a-zA-Z0-9._-]";
 				goto fail;
 			}
 		if (seg == 0) {
@@ -120,7 +119,7 @@ static int reason(char **ret_reason, int r, const char *fmt, ...)
 	return r;
 }
 
-static void x509_stack_freep(STACK_OF(X509) **sk)
+static void x509_stack_freep(STACK_OF(X509) * *sk)
 {
 	if (*sk)
 		sk_X509_pop_free(*sk, X509_free);
@@ -145,7 +144,7 @@ static void pkey_freep(EVP_PKEY **p)
 }
 
 /* Parses concatenated DER certificates; each must fill its TLV exactly. */
-static int parse_certs(const uint8_t *der, size_t len, const char *what, STACK_OF(X509) **ret,
+static int parse_certs(const uint8_t *der, size_t len, const char *what, STACK_OF(X509) * *ret,
 		       char **ret_reason)
 {
 	_cleanup_(x509_stack_freep) STACK_OF(X509) *sk = NULL;
@@ -163,9 +162,10 @@ static int parse_certs(const uint8_t *der, size_t len, const char *what, STACK_O
 		X509 *x;
 
 		if (der_next(der + off, len - off, &tlv) < 0)
-			return reason(ret_reason, -EIO,
-				      "%s%scertificate %zu at byte %zu is not a complete DER SEQUENCE",
-				      what, *what ? ": " : "", idx, off);
+			return reason(
+			    ret_reason, -EIO,
+			    "%s%scertificate %zu at byte %zu is not a complete DER SEQUENCE", what,
+			    *what ? ": " : "", idx, off);
 		x = d2i_X509(NULL, &p, (long)tlv);
 		if (!x || p != der + off + tlv) {
 			X509_free(x);
@@ -256,7 +256,7 @@ static int leaf_spiffe_id(X509 *leaf, char **ret_id, char **ret_reason)
 	return *ret_id ? 0 : -ENOMEM;
 }
 
-static int check_flags(STACK_OF(X509) *sk, char **ret_reason)
+static int check_flags(STACK_OF(X509) * sk, char **ret_reason)
 {
 	X509 *leaf = sk_X509_value(sk, 0);
 	uint32_t flags = X509_get_extension_flags(leaf), ku;
@@ -279,7 +279,8 @@ static int check_flags(STACK_OF(X509) *sk, char **ret_reason)
 		uint32_t f = X509_get_extension_flags(ca);
 		if (f & EXFLAG_INVALID)
 			return reason(ret_reason, -EINVAL,
-				      "chain certificate %d has invalid or duplicate extensions", i);
+				      "chain certificate %d has invalid or duplicate extensions",
+				      i);
 		if (!(f & EXFLAG_CA))
 			return reason(ret_reason, -EINVAL, "chain certificate %d is not a CA", i);
 		if ((f & EXFLAG_KUSAGE) && !(X509_get_key_usage(ca) & KU_KEY_CERT_SIGN))
@@ -341,12 +342,12 @@ int x509check_svid(const SvidX509Input *in, SvidCheck *ret, char **ret_reason)
 	if (!serial || !td)
 		return -ENOMEM;
 	*ret = (SvidCheck){
-		.spiffe_id = TAKE_PTR(id),
-		.trust_domain = TAKE_PTR(td),
-		.serial = TAKE_PTR(serial),
-		.not_before = nb,
-		.not_after = na,
-		.n_certs = (size_t)sk_X509_num(sk),
+	    .spiffe_id = TAKE_PTR(id),
+	    .trust_domain = TAKE_PTR(td),
+	    .serial = TAKE_PTR(serial),
+	    .not_before = nb,
+	    .not_after = na,
+	    .n_certs = (size_t)sk_X509_num(sk),
 	};
 	ERR_clear_error();
 	return 0;

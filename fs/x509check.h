@@ -19,7 +19,7 @@ int spiffe_id_check(const char *id, size_t len, bool need_path, const char **ret
 typedef struct SvidCheck {
 	char *spiffe_id;    /* the leaf's URI SAN */
 	char *trust_domain; /* its trust domain */
-	char *serial;       /* lowercase hex */
+	char *serial;	    /* lowercase hex */
 	int64_t not_before, not_after;
 	size_t n_certs;
 } SvidCheck;

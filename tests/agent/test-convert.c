@@ -226,6 +226,40 @@ Test(convert, workload_x509_chain_trailing_garbage)
 	free(chain.p);
 }
 
+/* The chain check is structural DER: Certificate ::= SEQUENCE { SEQUENCE, SEQUENCE, BIT STRING }
+ * with definite, minimal lengths and nothing left over. */
+Test(convert, workload_x509_chain_der_structure)
+{
+	static const struct {
+		const char *what;
+		uint8_t b[16];
+		size_t n;
+	} bad[] = {
+		{"a SEQUENCE that is not a certificate", {0x30, 0x03, 0x02, 0x01, 0x00}, 5},
+		{"indefinite length", {0x30, 0x80, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00, 0x00, 0x00}, 10},
+		{"non-minimal length", {0x30, 0x81, 0x06, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00}, 9},
+		{"length past the end", {0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x30}, 7},
+		{"extra element", {0x30, 0x08, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00, 0x05, 0x00}, 10},
+		{"wrong signature tag", {0x30, 0x06, 0x30, 0x00, 0x30, 0x00, 0x04, 0x00}, 8},
+		{"not a SEQUENCE", {0x31, 0x06, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00}, 8},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		WlFixture f;
+		ConvertX509 *x = NULL;
+		wl_init(&f, 1);
+		f.svid[0].x509_svid = (ProtobufCBinaryData){.len = bad[i].n, .data = (uint8_t *)bad[i].b};
+		cr_assert_eq(wl_convert(&f, &x), -EINVAL, "%s accepted", bad[i].what);
+	}
+	/* the minimal well-formed shape passes the structural check */
+	WlFixture f;
+	ConvertX509 *x = NULL;
+	static const uint8_t shape[] = {0x30, 0x06, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00};
+	wl_init(&f, 1);
+	f.svid[0].x509_svid = (ProtobufCBinaryData){.len = sizeof(shape), .data = (uint8_t *)shape};
+	cr_assert_eq(wl_convert(&f, &x), 0, "%s", why);
+	convert_x509_free(x);
+}
+
 Test(convert, workload_x509_truncated_chain)
 {
 	WlFixture f;

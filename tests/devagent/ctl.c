@@ -31,7 +31,7 @@ struct Ctl {
 	int fd, lock_fd, wake_fd;
 	int clients[CTL_MAX_CLIENTS];
 	pthread_t thread;
-	bool started;
+	bool started, locked;
 };
 
 DEFINE_CLEANUP_FUNC(KvMsg, kv_free);
@@ -277,6 +277,7 @@ int ctl_new(const char *path, Server *s, Ctl **ret)
 				    path, c->lock_path);
 		goto fail;
 	}
+	c->locked = true;
 	strcpy(sa.sun_path, path);
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
@@ -323,7 +324,8 @@ Ctl *ctl_free(Ctl *c)
 		(void)unlink(c->path);
 	}
 	if (c->lock_fd >= 0) {
-		(void)unlink(c->lock_path);
+		if (c->locked)
+			(void)unlink(c->lock_path);
 		close(c->lock_fd);
 	}
 	if (c->wake_fd >= 0)

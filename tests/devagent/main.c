@@ -21,6 +21,9 @@
 #include "secret.h"
 #include "server.h"
 
+/* A user error: one line without an errno suffix. */
+#define usage_error(...) ({ log_error(__VA_ARGS__); -EINVAL; })
+
 enum {
 	OPT_SVID_TTL = 0x100,
 	OPT_JWT_TTL,
@@ -179,26 +182,25 @@ static int apply_option(Opts *o, int id, const char *name, const char *v)
 		return set_str(&o->control, v);
 	case 't':
 		if (!trust_domain_valid(v))
-			return log_error_errno(-EINVAL, "svidfs-devagent: invalid trust domain '%s'", v);
+			return usage_error("svidfs-devagent: invalid trust domain '%s'", v);
 		return set_str(&o->trust_domain, v);
 	case OPT_SVID_TTL:
 		if ((r = duration_opt(name, v, &o->svid_ttl_ms)) < 0)
 			return r;
 		if (o->svid_ttl_ms < 1000)
-			return log_error_errno(-EINVAL, "svidfs-devagent: --svid-ttl must be at least 1s");
+			return usage_error("svidfs-devagent: --svid-ttl must be at least 1s");
 		return 0;
 	case OPT_JWT_TTL:
 		if ((r = duration_opt(name, v, &o->jwt_ttl_ms)) < 0)
 			return r;
 		if (o->jwt_ttl_ms < 1000)
-			return log_error_errno(-EINVAL, "svidfs-devagent: --jwt-ttl must be at least 1s");
+			return usage_error("svidfs-devagent: --jwt-ttl must be at least 1s");
 		return 0;
 	case OPT_FIRST_DELAY:
 		return duration_opt(name, v, &o->first_delay_ms);
 	case OPT_KEY_TYPE:
 		if ((o->key_type = key_type_from_string(v)) < 0)
-			return log_error_errno(-EINVAL,
-					       "svidfs-devagent: --key-type must be ec-p256 or rsa-2048, not '%s'", v);
+			return usage_error("svidfs-devagent: --key-type must be ec-p256 or rsa-2048, not '%s'", v);
 		return 0;
 	case OPT_UPSTREAM_CERT:
 		return set_str(&o->upstream_cert, v);
@@ -224,16 +226,16 @@ static int apply_option(Opts *o, int id, const char *name, const char *v)
 		return 0;
 	case OPT_FED_BUNDLE:
 		if (!strchr(v, '='))
-			return log_error_errno(-EINVAL, "svidfs-devagent: --federated-bundle wants TD=FILE, got '%s'", v);
+			return usage_error("svidfs-devagent: --federated-bundle wants TD=FILE, got '%s'", v);
 		return strv_push(&o->fed_bundles, &o->n_fed_bundles, v);
 	case OPT_FEDERATE_WITH:
 		if (!trust_domain_valid(strncmp(v, "spiffe://", 9) == 0 ? v + 9 : v))
-			return log_error_errno(-EINVAL, "svidfs-devagent: --federate-with: invalid trust domain '%s'", v);
+			return usage_error("svidfs-devagent: --federate-with: invalid trust domain '%s'", v);
 		return strv_push(&o->federate_with, &o->n_federate_with,
 				 strncmp(v, "spiffe://", 9) == 0 ? v + 9 : v);
 	case OPT_AUTH_UID: {
 		if (config_parse_uint(v, UINT32_MAX - 1, &u) < 0)
-			return log_error_errno(-EINVAL, "svidfs-devagent: --authorized-uid: invalid uid '%s'", v);
+			return usage_error("svidfs-devagent: --authorized-uid: invalid uid '%s'", v);
 		uid_t *p = realloc(o->uids, (o->n_uids + 1) * sizeof *p);
 		if (!p)
 			return -ENOMEM;
@@ -243,7 +245,7 @@ static int apply_option(Opts *o, int id, const char *name, const char *v)
 	}
 	case OPT_READY_FD:
 		if (config_parse_uint(v, INT32_MAX, &u) < 0)
-			return log_error_errno(-EINVAL, "svidfs-devagent: --ready-fd: invalid fd '%s'", v);
+			return usage_error("svidfs-devagent: --ready-fd: invalid fd '%s'", v);
 		o->ready_fd = (int)u;
 		return 0;
 	case OPT_LOG_LEVEL:
@@ -263,12 +265,12 @@ static int apply_config_line(const char *key, const char *value, void *userdata)
 		if (!streq(p->name, key) || p->val == 'h' || p->val == 'V')
 			continue;
 		if (p->has_arg == required_argument && !*value)
-			return log_error_errno(-EINVAL, "svidfs-devagent: config option '%s' needs a value", key);
+			return usage_error("svidfs-devagent: config option '%s' needs a value", key);
 		if (p->has_arg == no_argument && *value && !streq(value, "true"))
-			return log_error_errno(-EINVAL, "svidfs-devagent: config option '%s' takes no value", key);
+			return usage_error("svidfs-devagent: config option '%s' takes no value", key);
 		return apply_option(o, p->val, p->name, value);
 	}
-	return log_error_errno(-EINVAL, "svidfs-devagent: unknown config option '%s'", key);
+	return usage_error("svidfs-devagent: unknown config option '%s'", key);
 }
 
 static int gen_root_main(int argc, char **argv)
@@ -323,13 +325,19 @@ static int build_registry(const Opts *o, Registry **ret)
 		r = registry_add_spec(reg, o->entries[i], &e);
 		if (r < 0) {
 			registry_free(reg);
-			return log_error_errno(r, "svidfs-devagent: invalid entry '%s'%s", o->entries[i],
-					       r == -EEXIST ? " (duplicate id)" : "");
+			if (r == -EEXIST)
+				return usage_error("svidfs-devagent: entry '%s': duplicate id", o->entries[i]);
+			if (r == -EINVAL)
+				return usage_error("svidfs-devagent: invalid entry '%s' (want 'spiffe://TD/path selectors=type:value,...')",
+						   o->entries[i]);
+			return log_error_errno(r, "svidfs-devagent: cannot add entry '%s'", o->entries[i]);
 		}
 		if (!streq(reg_entry_trust_domain(e), o->trust_domain)) {
+			/* Log before freeing: e belongs to reg. */
+			r = usage_error("svidfs-devagent: entry %s is not in trust domain %s",
+					reg_entry_spiffe_id(e), o->trust_domain);
 			registry_free(reg);
-			return log_error_errno(-EINVAL, "svidfs-devagent: entry %s is not in trust domain %s",
-					       reg_entry_spiffe_id(e), o->trust_domain);
+			return r;
 		}
 	}
 	*ret = reg;
@@ -349,7 +357,7 @@ static int add_federations(Server *s, const Opts *o)
 		*eq = '\0';
 		const char *name = strncmp(td, "spiffe://", 9) == 0 ? td + 9 : td;
 		if (!trust_domain_valid(name))
-			return log_error_errno(-EINVAL, "svidfs-devagent: --federated-bundle: invalid trust domain '%s'", td);
+			return usage_error("svidfs-devagent: --federated-bundle: invalid trust domain '%s'", td);
 		if ((r = bundle_load_pem_file(eq + 1, &der, &len, &count)) < 0)
 			return log_error_errno(r, "svidfs-devagent: cannot load federated bundle %s", eq + 1);
 		if ((r = server_add_federation(s, name, der, len, false)) < 0)
@@ -381,9 +389,9 @@ static int run(Opts *o)
 	if (!o->trust_domain && (r = set_str(&o->trust_domain, "example.org")) < 0)
 		return r;
 	if (!o->socket && !o->admin_socket)
-		return log_error_errno(-EINVAL, "svidfs-devagent: give --socket and/or --admin-socket");
+		return usage_error("svidfs-devagent: give --socket and/or --admin-socket");
 	if (!!o->upstream_cert != !!o->upstream_key)
-		return log_error_errno(-EINVAL, "svidfs-devagent: --upstream-cert and --upstream-key go together");
+		return usage_error("svidfs-devagent: --upstream-cert and --upstream-key go together");
 
 	/* Signals are taken with sigwait() by this thread only. */
 	sigemptyset(&mask);

@@ -428,6 +428,9 @@ int registry_auto_k8s(Registry *r, const char *trust_domain, const char *const *
 
 	if (!uid || !ns || !sa)
 		return 0;
+	/* Kubernetes names never hold '/'; one would change the ID's shape. */
+	if (strchr(ns, '/') || strchr(sa, '/') || strpbrk(uid, " \t\n"))
+		return -EINVAL;
 	if (asprintf(&id, "auto-%s", uid) < 0)
 		return -ENOMEM;
 	if (registry_find(r, id))

@@ -157,6 +157,7 @@ typedef struct Listener {
 	char *path, *lock_path;
 	Api api;
 	int fd, lock_fd;
+	bool locked; /* only then are the socket and lock file ours to remove */
 } Listener;
 
 typedef struct Federation {
@@ -1293,6 +1294,7 @@ static int listener_lock(Listener *l)
 		return log_error_errno(r, "devagent: %s is in use by another process (lock %s)",
 				       l->path, l->lock_path);
 	}
+	l->locked = true;
 	return 0;
 }
 
@@ -1734,7 +1736,8 @@ Server *server_free(Server *s)
 		Listener *l = &s->listeners[i];
 		listener_close(l);
 		if (l->lock_fd >= 0) {
-			(void)unlink(l->lock_path);
+			if (l->locked)
+				(void)unlink(l->lock_path);
 			close(l->lock_fd);
 		}
 		free(l->path);

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +39,7 @@
 #include "workload.pb-c.h"
 
 #include "jwt.h"
+#include "kv.h"
 
 #define D_PREFIX "/spire.api.agent.delegatedidentity.v1.DelegatedIdentity/"
 typedef Spire__Api__Agent__Delegatedidentity__V1__SubscribeToX509SVIDsRequest DX509Req;
@@ -155,6 +158,7 @@ typedef struct Stream {
 	grpc_byte_buffer *msg;
 	int outstanding;
 	bool status_done, recv_armed;
+	size_t last_len;
 } Stream;
 
 static int tag_start, tag_status, tag_recv;
@@ -256,6 +260,7 @@ static int stream_next(Stream *s, const ProtobufCMessageDescriptor *d, int timeo
 				grpc_byte_buffer_reader r;
 				grpc_byte_buffer_reader_init(&r, s->msg);
 				grpc_slice flat = grpc_byte_buffer_reader_readall(&r);
+				s->last_len = GRPC_SLICE_LENGTH(flat);
 				*ret = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(flat),
 								 GRPC_SLICE_START_PTR(flat));
 				grpc_slice_unref(flat);
@@ -492,6 +497,166 @@ static int64_t mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* One request on a persistent control connection; returns the reply status. */
+static int ctl_direct(int fd, const char *op, const char *arg)
+{
+	KvMsg *q = NULL, *rep = NULL;
+	int r = kv_new(&q);
+	if (r >= 0)
+		r = kv_add(q, "op", op);
+	if (r >= 0 && arg)
+		r = kv_add(q, "arg", arg);
+	if (r >= 0)
+		r = kv_write_fd(fd, q);
+	if (r >= 0)
+		r = kv_read_fd(fd, 65536, 5000, &rep);
+	if (r >= 0)
+		r = kv_get(rep, "status") ? atoi(kv_get(rep, "status")) : -EIO;
+	kv_free(q);
+	kv_free(rep);
+	return r;
+}
+
+static int ctl_connect_fd(const Agent *a)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", a->csock);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+	int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* n subscriptions multiplexed on one channel; returns how many got their first message with
+ * the expected SVID. */
+static int many_streams(const Agent *a, int n)
+{
+	typedef struct {
+		grpc_call *call;
+		grpc_byte_buffer *msg;
+		grpc_status_code status;
+		grpc_slice details;
+		grpc_metadata_array md, tmd;
+		int tags[3];
+		bool got;
+	} C;
+	grpc_channel *ch = channel_for(a->asock);
+	grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+	C *c = calloc((size_t)n, sizeof *c);
+	int good = 0, outstanding = 0;
+	for (int i = 0; i < n; i++) {
+		char uid[32], sel[3][48];
+		snprintf(uid, sizeof uid, "pod-%04d", i);
+		snprintf(sel[0], sizeof sel[0], "pod-uid:%s", uid);
+		snprintf(sel[1], sizeof sel[1], "ns:bench");
+		snprintf(sel[2], sizeof sel[2], "sa:sa%d", i);
+		Spire__Api__Types__Selector it[3], *p[3];
+		for (int j = 0; j < 3; j++) {
+			spire__api__types__selector__init(&it[j]);
+			it[j].type = "k8s";
+			it[j].value = sel[j];
+			p[j] = &it[j];
+		}
+		DX509Req req = SPIRE__API__AGENT__DELEGATEDIDENTITY__V1__SUBSCRIBE_TO_X509_SVIDS_REQUEST__INIT;
+		req.n_selectors = 3;
+		req.selectors = p;
+		size_t len = protobuf_c_message_get_packed_size(&req.base);
+		grpc_slice sl = grpc_slice_malloc(len);
+		protobuf_c_message_pack(&req.base, GRPC_SLICE_START_PTR(sl));
+		grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+		grpc_slice_unref(sl);
+		grpc_metadata_array_init(&c[i].md);
+		grpc_metadata_array_init(&c[i].tmd);
+		c[i].call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+						     grpc_slice_from_static_string(D_PREFIX "SubscribeToX509SVIDs"),
+						     NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		grpc_op ops[4];
+		memset(ops, 0, sizeof ops);
+		ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+		ops[1].op = GRPC_OP_SEND_MESSAGE;
+		ops[1].data.send_message.send_message = bb;
+		ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+		ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+		ops[3].data.recv_initial_metadata.recv_initial_metadata = &c[i].md;
+		outstanding += grpc_call_start_batch(c[i].call, ops, 4, &c[i].tags[0], NULL) == GRPC_CALL_OK;
+		grpc_byte_buffer_destroy(bb);
+		memset(ops, 0, sizeof ops);
+		ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+		ops[0].data.recv_status_on_client.trailing_metadata = &c[i].tmd;
+		ops[0].data.recv_status_on_client.status = &c[i].status;
+		ops[0].data.recv_status_on_client.status_details = &c[i].details;
+		outstanding += grpc_call_start_batch(c[i].call, ops, 1, &c[i].tags[1], NULL) == GRPC_CALL_OK;
+		memset(ops, 0, sizeof ops);
+		ops[0].op = GRPC_OP_RECV_MESSAGE;
+		ops[0].data.recv_message.recv_message = &c[i].msg;
+		outstanding += grpc_call_start_batch(c[i].call, ops, 1, &c[i].tags[2], NULL) == GRPC_CALL_OK;
+	}
+	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(60000, GPR_TIMESPAN));
+	int received = 0;
+	while (received < n) {
+		grpc_event ev = grpc_completion_queue_next(cq, deadline, NULL);
+		if (ev.type != GRPC_OP_COMPLETE)
+			break;
+		outstanding--;
+		int *t = ev.tag;
+		for (int i = 0; i < n; i++) {
+			if (t != &c[i].tags[2])
+				continue;
+			received++;
+			if (c[i].msg) {
+				grpc_byte_buffer_reader rd;
+				grpc_byte_buffer_reader_init(&rd, c[i].msg);
+				grpc_slice flat = grpc_byte_buffer_reader_readall(&rd);
+				DX509Resp *resp = (DX509Resp *)protobuf_c_message_unpack(
+					&spire__api__agent__delegatedidentity__v1__subscribe_to_x509_svids_response__descriptor,
+					NULL, GRPC_SLICE_LENGTH(flat), GRPC_SLICE_START_PTR(flat));
+				char want[64];
+				snprintf(want, sizeof want, "/ns/bench/sa/sa%d", i);
+				if (resp && resp->n_x509_svids == 1 && !strcmp(resp->x509_svids[0]->x509_svid->id->path, want))
+					good++;
+				if (resp)
+					protobuf_c_message_free_unpacked(&resp->base, NULL);
+				grpc_slice_unref(flat);
+				grpc_byte_buffer_reader_destroy(&rd);
+				grpc_byte_buffer_destroy(c[i].msg);
+				c[i].msg = NULL;
+			}
+			break;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		grpc_call_cancel(c[i].call, NULL);
+	while (outstanding > 0) {
+		grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type != GRPC_OP_COMPLETE)
+			break;
+		outstanding--;
+	}
+	for (int i = 0; i < n; i++) {
+		if (c[i].msg)
+			grpc_byte_buffer_destroy(c[i].msg);
+		grpc_call_unref(c[i].call);
+		grpc_metadata_array_destroy(&c[i].md);
+		grpc_metadata_array_destroy(&c[i].tmd);
+		grpc_slice_unref(c[i].details);
+	}
+	free(c);
+	grpc_completion_queue_shutdown(cq);
+	while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(cq);
+	grpc_channel_destroy(ch);
+	return good;
+}
+
 int main(int argc, char **argv)
 {
 	Agent a = {0}, b = {0}, n1 = {0};
@@ -509,17 +674,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	grpc_init();
-	printf("1..39\n");
+	printf("1..70\n");
 
 	const char *a_args[] = {"--trust-domain", "example.org", "--federate-with", "other.org",
 				"--entry", "spiffe://example.org/web selectors=k8s:ns:default,k8s:sa:web hint=web federates_with=other.org",
 				"--entry", "spiffe://example.org/me selectors=unix:uid:0",
-				"--entry", "spiffe://example.org/admin selectors=k8s:ns:default admin=true",
+				"--entry", "spiffe://example.org/admin selectors=k8s:ns:default admin=true", "--auto-k8s",
 				NULL};
 	ok(start_agent(&a, "a", a_args) == 0, "devagent starts and signals ready");
 
 	/* 1. first message with a matching entry */
-	const char *web_sel[] = {"k8s:ns:default", "k8s:sa:web", "k8s:pod-uid:1", NULL};
+	const char *web_sel[] = {"k8s:ns:default", "k8s:sa:web", "k8s:pod-name:web-0", NULL};
 	sub_x509(&s, &a, web_sel, 0);
 	DX509Resp *r = next_dx509(&s, 5000);
 	ok(r && r->n_x509_svids == 1, "SubscribeToX509SVIDs: first message has the matching SVID (admin entry excluded)");
@@ -726,8 +891,13 @@ int main(int argc, char **argv)
 	stream_close(&s);
 
 	/* 10. an agent that does not authorize us and has no entries */
-	const char *b_args[] = {"--authorized-uid", "4242", NULL};
-	ok(start_agent(&b, "b", b_args) == 0, "second devagent (authorized uid 4242 only) starts");
+	char conf[96];
+	snprintf(conf, sizeof conf, "%s/b.conf", dir);
+	FILE *cf = fopen(conf, "w");
+	fputs("# authorized delegates\nauthorized-uid 4242\nsvid-ttl 10m\n", cf);
+	fclose(cf);
+	const char *b_args[] = {"--config", conf, NULL};
+	ok(start_agent(&b, "b", b_args) == 0, "second devagent (config file: authorized uid 4242 only) starts");
 	sub_x509(&s, &b, web_sel, 0);
 	ok(status_is(&s, GRPC_STATUS_PERMISSION_DENIED, "caller not configured as an authorized delegate"),
 	   "unauthorized uid: PermissionDenied");
@@ -768,8 +938,175 @@ int main(int argc, char **argv)
 	if (r)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	stream_close(&s);
-	stop_agent(&n1);
+	ok(stop_agent(&n1) == 0, "nested devagent exits 0");
 
+
+
+	/* 13. push latency from a control request to the stream, and 1,000 streams */
+	sub_x509(&s, &a, web_sel, 0);
+	if ((r = next_dx509(&s, 5000)))
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	int cfd = ctl_connect_fd(&a);
+	int64_t lat[40];
+	int nlat = 0;
+	for (int i = 0; i < 40 && cfd >= 0; i++) {
+		t0 = mono_us();
+		if (ctl_direct(cfd, "rotate", "spiffe://example.org/web") != 0)
+			break;
+		r = next_dx509(&s, 3000);
+		if (!r)
+			break;
+		lat[nlat++] = mono_us() - t0;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	qsort(lat, (size_t)nlat, sizeof *lat, cmp_i64);
+	ok(nlat == 40 && lat[20] < 20000, "rotate -> pushed message: median %lld us, max %lld us (mint + push + ctl round trip)",
+	   nlat ? (long long)lat[nlat / 2] : -1LL, nlat ? (long long)lat[nlat - 1] : -1LL);
+	if (cfd >= 0)
+		close(cfd);
+	stream_close(&s);
+	ok(many_streams(&a, 1000) == 1000, "1,000 concurrent subscriptions on one channel each get their SVID");
+	/* Cancels reach the server asynchronously: allow a few seconds. */
+	bool gone = false;
+	for (int i = 0; i < 100 && !gone; i++) {
+		gone = ctl(&a, out, sizeof out, "info") == 0 && strstr(out, "svid_streams=0");
+		if (!gone)
+			usleep(50 * 1000);
+	}
+	ok(gone, "all streams gone after cancel");
+	/* 12. rotation at half the TTL, --auto-k8s, faults, first-SVID delay, restart */
+	Agent fa = {0};
+	const char *f_args[] = {"--svid-ttl", "2s", "--auto-k8s", "--entry",
+				"spiffe://example.org/me selectors=unix:uid:0", NULL};
+	ok(start_agent(&fa, "f", f_args) == 0, "devagent with --svid-ttl 2s --auto-k8s starts");
+	const char *k8s_sel[] = {"k8s:pod-uid:u-1", "k8s:ns:shop", "k8s:sa:cart", NULL};
+	sub_x509(&s, &fa, k8s_sel, 0);
+	r = next_dx509(&s, 5000);
+	ok(r && r->n_x509_svids == 1 && !strcmp(r->x509_svids[0]->x509_svid->id->path, "/ns/shop/sa/cart"),
+	   "--auto-k8s: spiffe://td/ns/NS/sa/SA for a pod's selectors");
+	char *sa = r && r->n_x509_svids == 1 ? leaf_serial(r->x509_svids[0]->x509_svid->cert_chain[0].data,
+							    r->x509_svids[0]->x509_svid->cert_chain[0].len, NULL)
+					     : NULL;
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	t0 = mono_us();
+	r = next_dx509(&s, 4000);
+	dt = mono_us() - t0;
+	char *sb = r && r->n_x509_svids == 1 ? leaf_serial(r->x509_svids[0]->x509_svid->cert_chain[0].data,
+							    r->x509_svids[0]->x509_svid->cert_chain[0].len, NULL)
+					     : NULL;
+	ok(sa && sb && strcmp(sa, sb) && dt < 2500000, "re-minted and pushed at half the TTL (after %lld ms)",
+	   (long long)dt / 1000);
+	free(sa);
+	free(sb);
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	ok(ctl(&fa, out, sizeof out, "stall 800") == 0, "ctl stall 800");
+	t0 = mono_us();
+	/* A half-TTL push may have been on the wire before the stall began. */
+	if ((r = next_dx509(&s, 50)))
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	r = next_dx509(&s, 350);
+	ok(!r && !s.status_done, "stall: no message, stream open");
+	r = next_dx509(&s, 3000);
+	dt = mono_us() - t0;
+	ok(r && r->n_x509_svids == 1 && dt >= 700000, "stall: the held update arrives after the stall (%lld ms)",
+	   (long long)dt / 1000);
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	ok(ctl(&fa, out, sizeof out, "malformed") == 0 && strstr(out, "sent=1"), "ctl malformed");
+	/* Half-TTL pushes (every second here) may come first. */
+	for (int i = 0; i < 4; i++) {
+		m = NULL;
+		k = stream_next(&s, &spire__api__agent__delegatedidentity__v1__subscribe_to_x509_svids_response__descriptor,
+				3000, &m);
+		if (k != 1)
+			break;
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	ok(k == -EBADMSG, "malformed: an undecodable message arrives");
+	ok(ctl(&fa, out, sizeof out, "oversize 200k") == 0 && strstr(out, "sent=1"), "ctl oversize 200k");
+	for (int i = 0; i < 4; i++) {
+		r = next_dx509(&s, 3000);
+		if (!r || s.last_len > 200 * 1024)
+			break;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		r = NULL;
+	}
+	ok(r && r->n_x509_svids == 1 && s.last_len > 200 * 1024,
+	   "oversize: a valid message of %zu bytes, still decodable", s.last_len);
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	X509SVIDRequest wreq2 = X509_SVIDREQUEST__INIT;
+	stream_open(&s2, fa.wsock, "/SpiffeWorkloadAPI/FetchX509SVID", &wreq2.base, true);
+	m = NULL;
+	k = stream_next(&s2, &x509_svidresponse__descriptor, 5000, &m);
+	ok(k == 1, "Workload API stream open");
+	if (k == 1)
+		protobuf_c_message_free_unpacked(m, NULL);
+	ctl(&fa, NULL, 0, "rotate spiffe://example.org/me");
+	m = NULL;
+	k = stream_next(&s2, &x509_svidresponse__descriptor, 3000, &m);
+	ok(k == 1 && ((X509SVIDResponse *)m)->n_svids == 1, "Workload API stream gets the rotation");
+	if (k == 1)
+		protobuf_c_message_free_unpacked(m, NULL);
+
+	ok(ctl(&fa, out, sizeof out, "restart 400") == 0, "ctl restart 400");
+	ok(status_is(&s, GRPC_STATUS_UNAVAILABLE, NULL), "restart: Delegated stream ends UNAVAILABLE");
+	ok(status_is(&s2, GRPC_STATUS_UNAVAILABLE, NULL), "restart: Workload stream ends UNAVAILABLE");
+	stream_close(&s);
+	stream_close(&s2);
+	ok(access(fa.asock, F_OK) < 0, "restart: socket gone meanwhile");
+	usleep(800 * 1000);
+	ok(ctl(&fa, out, sizeof out, "list") == 0 && strstr(out, "auto-u-1 spiffe://example.org/ns/shop/sa/cart"),
+	   "restart keeps entries");
+	sub_x509(&s, &fa, k8s_sel, 0);
+	r = next_dx509(&s, 5000);
+	ok(r && r->n_x509_svids == 1, "after restart: streams work again");
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	stream_close(&s);
+
+	ok(ctl(&fa, out, sizeof out, "refuse 1500") == 0, "ctl refuse 1500");
+	sub_x509(&s, &fa, k8s_sel, 0);
+	ok(status_is(&s, GRPC_STATUS_UNAVAILABLE, NULL), "refuse: a new connection fails UNAVAILABLE");
+	stream_close(&s);
+	usleep(1600 * 1000);
+
+	ok(ctl(&fa, out, sizeof out, "set-delay 700") == 0, "ctl set-delay 700");
+	const char *k8s_sel2[] = {"k8s:pod-uid:u-2", "k8s:ns:shop", "k8s:sa:pay", NULL};
+	t0 = mono_us();
+	sub_x509(&s, &fa, k8s_sel2, 0);
+	r = next_dx509(&s, 5000);
+	dt = mono_us() - t0;
+	ok(r && r->n_x509_svids == 1 && dt >= 600000,
+	   "first-SVID delay: the first message waits for the SVID (%lld ms)", (long long)dt / 1000);
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	stream_close(&s);
+	ok(stop_agent(&fa) == 0, "fault devagent exits 0");
+	/* a second devagent on a live socket fails and leaves the first one alone */
+	for (int i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof cmd, "%s --admin-socket %s 2>/dev/null", devagent, a.asock);
+		int st2 = system(cmd);
+		ok(WIFEXITED(st2) && WEXITSTATUS(st2) == 1 && access(a.asock, F_OK) == 0,
+		   "second devagent on a live socket exits 1 (attempt %d), socket kept", i + 1);
+	}
+	sub_x509(&s, &a, web_sel, 0);
+	r = next_dx509(&s, 5000);
+	ok(r && r->n_x509_svids == 1, "first devagent still serves its socket");
+	if (r)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	stream_close(&s);
+
+	/* regression: an entry outside the trust domain was logged after it was freed (crash) */
+	snprintf(cmd, sizeof cmd, "%s --admin-socket %s/x.sock --entry 'spiffe://other.org/x selectors=a:b' 2>/dev/null",
+		 devagent, dir);
+	int st = system(cmd);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 1, "entry outside the trust domain: clean error, exit 1");
 	ok(stop_agent(&a) == 0, "first devagent exits 0 on SIGTERM");
 	grpc_shutdown();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -19,7 +19,8 @@ Test(kv, format_then_parse_round_trips)
 	cr_assert_eq(kv_addf(m, "uid", "%d", 1000), 0);
 	cr_assert_eq(kv_add(m, "empty", ""), 0);
 	cr_assert_eq(kv_format(m, &buf, &len), 0);
-	cr_assert_str_eq(buf, "op=register\nselector=k8s:ns:a\nselector=k8s:sa:b\nuid=1000\nempty=\n\n");
+	cr_assert_str_eq(buf,
+			 "op=register\nselector=k8s:ns:a\nselector=k8s:sa:b\nuid=1000\nempty=\n\n");
 	cr_assert_eq(len, strlen(buf));
 	cr_assert_eq(kv_parse(buf, len, &p), 0);
 	cr_assert_eq(kv_count(p), 5);

@@ -142,7 +142,8 @@ Test(render, credential_bundle_is_key_then_leaf_then_intermediates)
 	expect_certs(want, svid.chain, svid.chain_len);
 	assert_bytes(b, want);
 	cr_assert(svid_blob_is_secret(b));
-	cr_assert_eq(strncmp((const char *)svid_blob_data(b), "-----BEGIN PRIVATE KEY-----\n", 28), 0);
+	cr_assert_eq(strncmp((const char *)svid_blob_data(b), "-----BEGIN PRIVATE KEY-----\n", 28),
+		     0);
 	EVP_PKEY *k = NULL;
 	X509 *leaf = NULL;
 	cr_assert_eq(parse_back(b, &k, &leaf), 3);
@@ -164,7 +165,8 @@ Test(render, cert_chain_is_leaf_and_intermediates_without_key)
 	cr_assert_null(strstr((const char *)svid_blob_data(b), "PRIVATE"));
 	/* round trip: PEM_read_bio_X509 of each block equals the input DER */
 	BIO *in = BIO_new_mem_buf(svid_blob_data(b), (int)svid_blob_size(b));
-	X509 *x1 = PEM_read_bio_X509(in, NULL, NULL, NULL), *x2 = PEM_read_bio_X509(in, NULL, NULL, NULL);
+	X509 *x1 = PEM_read_bio_X509(in, NULL, NULL, NULL),
+	     *x2 = PEM_read_bio_X509(in, NULL, NULL, NULL);
 	cr_assert(x1 && x2);
 	cr_assert_eq(X509_cmp(x1, svid.leaf), 0);
 	cr_assert_eq(X509_cmp(x2, ca.inter), 0);
@@ -252,8 +254,8 @@ Test(render, pem_lines_are_64_columns_with_one_newline_each)
 			if (len < 64)
 				short_seen = true;
 			for (size_t i = 0; i < len; i++)
-				cr_assert(isalnum((unsigned char)p[i]) || p[i] == '+' || p[i] == '/' ||
-					  p[i] == '=');
+				cr_assert(isalnum((unsigned char)p[i]) || p[i] == '+' ||
+					  p[i] == '/' || p[i] == '=');
 		}
 		p = nl + 1;
 	}
@@ -327,7 +329,8 @@ Test(render, jwt_bundle_is_the_jwks_as_sent)
 {
 	SvidBlob *b = render(0, SVID_FILE_JWT_BUNDLE, "example.org");
 	cr_assert_eq(svid_blob_size(b), strlen("{\"keys\":[{\"kid\":\"a\"}]}\n"));
-	cr_assert_eq(memcmp(svid_blob_data(b), "{\"keys\":[{\"kid\":\"a\"}]}\n", svid_blob_size(b)), 0);
+	cr_assert_eq(memcmp(svid_blob_data(b), "{\"keys\":[{\"kid\":\"a\"}]}\n", svid_blob_size(b)),
+		     0);
 	cr_assert_not(svid_blob_is_secret(b));
 	svid_blob_unref(b);
 	cr_assert_eq(svid_render(set, 0, SVID_FILE_JWT_BUNDLE, "fed.example", &b), -ENOENT);
@@ -337,7 +340,8 @@ Test(render, spiffe_helper_and_kubernetes_layouts_share_kinds)
 {
 	/* spiffe-helper svid.pem == k8s tls.crt == CERT_CHAIN; svid_key.pem == tls.key == KEY;
 	 * svid_bundle.pem == ca.crt == BUNDLE. The three renders are independent pieces. */
-	SvidBlob *crt = render(0, SVID_FILE_CERT_CHAIN, NULL), *key = render(0, SVID_FILE_KEY, NULL);
+	SvidBlob *crt = render(0, SVID_FILE_CERT_CHAIN, NULL),
+		 *key = render(0, SVID_FILE_KEY, NULL);
 	SvidBlob *cred = render(0, SVID_FILE_CREDENTIAL_BUNDLE, NULL);
 	cr_assert_eq(svid_blob_size(cred), svid_blob_size(key) + svid_blob_size(crt));
 	cr_assert_eq(memcmp(svid_blob_data(cred), svid_blob_data(key), svid_blob_size(key)), 0);
@@ -364,7 +368,8 @@ static void hook(const void *p, size_t n, void *ud)
 
 Test(render, rendered_key_blobs_are_wiped_on_release)
 {
-	SvidBlob *k = render(0, SVID_FILE_KEY, NULL), *c = render(0, SVID_FILE_CREDENTIAL_BUNDLE, NULL);
+	SvidBlob *k = render(0, SVID_FILE_KEY, NULL),
+		 *c = render(0, SVID_FILE_CREDENTIAL_BUNDLE, NULL);
 	secret_set_free_hook(hook, NULL);
 	want_len = svid_blob_size(k);
 	svid_blob_unref(k);
@@ -515,8 +520,10 @@ static char *status(const SvidStatusExtra *x)
 
 Test(render, status_json_reports_ids_serials_validity_and_bundles)
 {
-	SvidStatusExtra x = {.agent = "agent-1", .stream_state = "connected",
-			     .last_message_at = 1700000100, .now = 1700000130};
+	SvidStatusExtra x = {.agent = "agent-1",
+			     .stream_state = "connected",
+			     .last_message_at = 1700000100,
+			     .now = 1700000130};
 	char *s = status(&x);
 	char buf[200];
 	HAS(s, "\"name\": \"pods/a\"");

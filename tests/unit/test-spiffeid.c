@@ -24,10 +24,10 @@ static void assert_bad(const char *id, bool need_path, const char *why_part)
 Test(spiffeid, valid_ids)
 {
 	const char *ok[] = {
-		"spiffe://example.org/ns/default/sa/web",
-		"spiffe://a/b",
-		"spiffe://td-1.example_x/Path.With-Upper_9",
-		"spiffe://example.org/a/b/c/d/e",
+	    "spiffe://example.org/ns/default/sa/web",
+	    "spiffe://a/b",
+	    "spiffe://td-1.example_x/Path.With-Upper_9",
+	    "spiffe://example.org/a/b/c/d/e",
 	};
 	const char *why;
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)

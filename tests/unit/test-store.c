@@ -61,7 +61,8 @@ static int try_leaf(const TestCertOpts *o, bool rsa)
 static void assert_rejected(int r, int want, const char *reason)
 {
 	SvidSet *s = get("pods/a");
-	cr_assert_eq(r, want, "got %d (%s)", r, svid_set_last_error(s) ? svid_set_last_error(s) : "");
+	cr_assert_eq(r, want, "got %d (%s)", r,
+		     svid_set_last_error(s) ? svid_set_last_error(s) : "");
 	cr_assert_not_null(svid_set_last_error(s));
 	cr_assert_str_eq(svid_set_last_error(s), reason);
 	cr_assert_eq(svid_set_last_error_at(s), 1700000000);
@@ -259,7 +260,8 @@ Test(store, rejects_empty_subject_with_non_critical_san)
 	TestCertOpts o = testpki_opts_leaf(ID);
 	o.empty_subject = true;
 	assert_rejected(try_leaf(&o, false), -EINVAL,
-			"svid 0 (" ID "): leaf has an empty subject and a non-critical subjectAltName");
+			"svid 0 (" ID
+			"): leaf has an empty subject and a non-critical subjectAltName");
 	o.san_critical = true;
 	cr_assert_eq(try_leaf(&o, false), 0, "critical SAN makes an empty subject fine");
 }
@@ -508,8 +510,9 @@ Test(store, one_bad_svid_rejects_the_whole_update)
 	cr_assert_eq(update1("pods/a", "agent", in, 2), -EINVAL);
 	SvidSet *set = get("pods/a");
 	cr_assert_eq(svid_set_n_svids(set), 0);
-	cr_assert_str_eq(svid_set_last_error(set),
-			 "svid 1 (spiffe://example.org/b): leaf is a CA (basicConstraints cA=true)");
+	cr_assert_str_eq(
+	    svid_set_last_error(set),
+	    "svid 1 (spiffe://example.org/b): leaf is a CA (basicConstraints cA=true)");
 	svid_set_unref(set);
 	testpki_svid_done(&a);
 	testpki_svid_done(&b);
@@ -763,8 +766,8 @@ static void set_svid_fed(const char *name, const char *source, const char *const
 	TestSvid s;
 	testpki_svid(&s, &ca, ID, false, NULL);
 	SvidX509Input in = testpki_input(&s, NULL);
-	SvidX509Update u = {.svids = &in, .n_svids = 1, .federates_with = fw,
-			    .n_federates_with = nfw};
+	SvidX509Update u = {
+	    .svids = &in, .n_svids = 1, .federates_with = fw, .n_federates_with = nfw};
 	cr_assert_eq(svid_store_update_x509(st, name, source, &u, 1700000000), 0);
 	testpki_svid_done(&s);
 }
@@ -775,10 +778,10 @@ Test(store, bundles_visible_own_first_then_federated_sorted)
 	testpki_ca(&zzz, "zzz.example");
 	testpki_ca(&aaa, "aaa.example");
 	SvidBundleInput b[] = {
-		{"zzz.example", zzz.bundle, zzz.bundle_len},
-		{"unrelated.example", aaa.bundle, aaa.bundle_len},
-		{"example.org", ca.bundle, ca.bundle_len},
-		{"aaa.example", aaa.bundle, aaa.bundle_len},
+	    {"zzz.example", zzz.bundle, zzz.bundle_len},
+	    {"unrelated.example", aaa.bundle, aaa.bundle_len},
+	    {"example.org", ca.bundle, ca.bundle_len},
+	    {"aaa.example", aaa.bundle, aaa.bundle_len},
 	};
 	const char *fw[] = {"zzz.example", "aaa.example", "missing.example", "zzz.example"};
 	cr_assert_eq(svid_store_set_x509_bundles(st, "agent", b, 4, 1), 0);
@@ -814,13 +817,15 @@ Test(store, bundles_follow_the_serving_agent_on_failover)
 	set_svid_fed("pods/a", "agent-1", NULL, 0);
 	SvidSet *s1 = get("pods/a");
 	cr_assert_eq(memcmp(svid_blob_data(svid_set_x509_bundle(s1, "example.org")), ca.bundle,
-			    ca.bundle_len), 0);
+			    ca.bundle_len),
+		     0);
 	set_svid_fed("pods/a", "agent-2", NULL, 0);
 	SvidSet *s2 = get("pods/a");
 	cr_assert_str_eq(svid_set_source(s2), "agent-2");
 	cr_assert_eq(svid_blob_size(svid_set_x509_bundle(s2, "example.org")), other.bundle_len);
 	cr_assert_eq(memcmp(svid_blob_data(svid_set_x509_bundle(s2, "example.org")), other.bundle,
-			    other.bundle_len), 0);
+			    other.bundle_len),
+		     0);
 	svid_set_unref(s1);
 	svid_set_unref(s2);
 	testpki_ca_done(&other);
@@ -837,9 +842,9 @@ Test(store, bundle_change_bumps_only_workloads_of_that_source_that_show_it)
 	cr_assert_eq(svid_store_add(st, "pods/c", NULL), 0);
 	cr_assert_eq(svid_store_set_x509_bundles(st, "agent-1", b, 2, 1), 0);
 	cr_assert_eq(svid_store_set_x509_bundles(st, "agent-2", b, 2, 1), 0);
-	set_svid_fed("pods/a", "agent-1", fw, 1); /* shows fed.example */
+	set_svid_fed("pods/a", "agent-1", fw, 1);   /* shows fed.example */
 	set_svid_fed("pods/b", "agent-1", NULL, 0); /* does not */
-	set_svid_fed("pods/c", "agent-2", fw, 1); /* other source */
+	set_svid_fed("pods/c", "agent-2", fw, 1);   /* other source */
 	SvidSet *a0 = get("pods/a"), *b0 = get("pods/b"), *c0 = get("pods/c");
 
 	b[1].data = other.bundle;
@@ -849,11 +854,14 @@ Test(store, bundle_change_bumps_only_workloads_of_that_source_that_show_it)
 	cr_assert_gt(svid_set_generation(a1), svid_set_generation(c0));
 	cr_assert_eq(svid_set_x509_generation(a1), svid_set_x509_generation(a0));
 	cr_assert_eq(memcmp(svid_blob_data(svid_set_x509_bundle(a1, "fed.example")), other.bundle,
-			    other.bundle_len), 0);
-	cr_assert_eq(svid_set_generation(b1), svid_set_generation(b0), "its bundles did not change");
+			    other.bundle_len),
+		     0);
+	cr_assert_eq(svid_set_generation(b1), svid_set_generation(b0),
+		     "its bundles did not change");
 	cr_assert_eq(svid_set_generation(c1), svid_set_generation(c0), "served by another agent");
 	cr_assert_eq(memcmp(svid_blob_data(svid_set_x509_bundle(c1, "fed.example")), fed.bundle,
-			    fed.bundle_len), 0);
+			    fed.bundle_len),
+		     0);
 	SvidSet *sets[] = {a0, b0, c0, a1, b1, c1};
 	for (size_t i = 0; i < 6; i++)
 		svid_set_unref(sets[i]);
@@ -868,15 +876,20 @@ Test(store, workload_api_bundles_arrive_with_the_svids)
 	SvidBundleInput b[] = {{"example.org", ca.bundle, ca.bundle_len},
 			       {"fed.example", fed.bundle, fed.bundle_len}};
 	const char *fw[] = {"fed.example"};
-	SvidX509Update u = {.svids = &in, .n_svids = 1, .bundles = b, .n_bundles = 2,
-			    .federates_with = fw, .n_federates_with = 1};
+	SvidX509Update u = {.svids = &in,
+			    .n_svids = 1,
+			    .bundles = b,
+			    .n_bundles = 2,
+			    .federates_with = fw,
+			    .n_federates_with = 1};
 	cr_assert_eq(svid_store_add(st, "self", NULL), 0);
 	cr_assert_eq(svid_store_update_x509(st, "self", "workload-api", &u, 5), 0);
 	SvidSet *set = get("self");
 	uint64_t g = svid_set_generation(set);
 	cr_assert_eq(svid_set_n_bundles(set), 2);
 	cr_assert_eq(memcmp(svid_blob_data(svid_set_x509_bundle(set, "fed.example")), fed.bundle,
-			    fed.bundle_len), 0);
+			    fed.bundle_len),
+		     0);
 	svid_set_unref(set);
 	/* The bundles became the source's: an empty bundle map from it now hides them. */
 	cr_assert_eq(svid_store_set_x509_bundles(st, "workload-api", NULL, 0, 6), 0);
@@ -942,8 +955,8 @@ Test(store, jwt_bundles_per_source)
 
 Test(store, jwt_cache_fresh_until_half_life_with_unique_serials)
 {
-	SvidJwtInput j = {.spiffe_id = ID, .token = "eyJ.a.b", .issued_at = 1000,
-			  .expires_at = 1600};
+	SvidJwtInput j = {
+	    .spiffe_id = ID, .token = "eyJ.a.b", .issued_at = 1000, .expires_at = 1600};
 	SvidBlob *tok = NULL;
 	int64_t fresh;
 	uint64_t s1, s2;

@@ -37,8 +37,8 @@ TestCertOpts testpki_opts_ca(const char *td)
 {
 	static __thread char san[300];
 	snprintf(san, sizeof san, "URI:spiffe://%s", td);
-	return (TestCertOpts){.cn = "test CA", .san = san, .ca = 1,
-			      .key_usage = "critical,keyCertSign,cRLSign"};
+	return (TestCertOpts){
+	    .cn = "test CA", .san = san, .ca = 1, .key_usage = "critical,keyCertSign,cRLSign"};
 }
 
 TestCertOpts testpki_opts_leaf(const char *spiffe_id)
@@ -48,8 +48,11 @@ TestCertOpts testpki_opts_leaf(const char *spiffe_id)
 	static __thread unsigned next;
 	char *b = san[next++ % 4];
 	snprintf(b, sizeof san[0], "URI:%s", spiffe_id);
-	return (TestCertOpts){.cn = "test SVID", .san = b, .ca = 0,
-			      .key_usage = "critical,digitalSignature,keyEncipherment,keyAgreement"};
+	return (TestCertOpts){.cn = "test SVID",
+			      .san = b,
+			      .ca = 0,
+			      .key_usage =
+				  "critical,digitalSignature,keyEncipherment,keyAgreement"};
 }
 
 static void add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
@@ -82,14 +85,15 @@ X509 *testpki_cert(EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, const Test
 	CHECK(X509_set_subject_name(x, name));
 	CHECK(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name));
 	X509_NAME_free(name);
-	CHECK(ASN1_TIME_set(X509_getm_notBefore(x), o->not_before ? (time_t)o->not_before
-								   : now - 60));
-	CHECK(ASN1_TIME_set(X509_getm_notAfter(x), o->not_after ? (time_t)o->not_after
-								 : now + 3600));
+	CHECK(ASN1_TIME_set(X509_getm_notBefore(x),
+			    o->not_before ? (time_t)o->not_before : now - 60));
+	CHECK(
+	    ASN1_TIME_set(X509_getm_notAfter(x), o->not_after ? (time_t)o->not_after : now + 3600));
 	CHECK(X509_set_pubkey(x, key));
 	X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
 	if (o->ca >= 0)
-		add_ext(x, &ctx, NID_basic_constraints, o->ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+		add_ext(x, &ctx, NID_basic_constraints,
+			o->ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
 	if (o->key_usage)
 		add_ext(x, &ctx, NID_key_usage, o->key_usage);
 	add_ext(x, &ctx, NID_subject_key_identifier, "hash");
@@ -154,9 +158,12 @@ void testpki_ca(TestCa *ca, const char *td)
 	*ca = (TestCa){.td = strdup(td)};
 	ca->root_key = testpki_key_ec();
 	ca->int_key = testpki_key_ec();
-	o.cn = "test root CA";
+	char root_cn[300], int_cn[300];
+	snprintf(root_cn, sizeof root_cn, "%s test root CA", td);
+	snprintf(int_cn, sizeof int_cn, "%s test intermediate CA", td);
+	o.cn = root_cn;
 	ca->root = testpki_cert(ca->root_key, NULL, ca->root_key, &o);
-	o.cn = "test intermediate CA";
+	o.cn = int_cn;
 	ca->inter = testpki_cert(ca->int_key, ca->root, ca->root_key, &o);
 	testpki_append(&ca->bundle, &ca->bundle_len, ca->root);
 }
@@ -200,11 +207,11 @@ void testpki_svid_done(TestSvid *s)
 SvidX509Input testpki_input(const TestSvid *s, const char *hint)
 {
 	return (SvidX509Input){
-		.spiffe_id = s->spiffe_id,
-		.chain = s->chain,
-		.chain_len = s->chain_len,
-		.key = s->pkcs8,
-		.key_len = s->pkcs8_len,
-		.hint = hint,
+	    .spiffe_id = s->spiffe_id,
+	    .chain = s->chain,
+	    .chain_len = s->chain_len,
+	    .key = s->pkcs8,
+	    .key_len = s->pkcs8_len,
+	    .hint = hint,
 	};
 }

@@ -13,28 +13,28 @@
 
 #include "svid_types.h"
 
-EVP_PKEY *testpki_key_ec(void);  /* P-256; aborts on failure */
+EVP_PKEY *testpki_key_ec(void);	 /* P-256; aborts on failure */
 EVP_PKEY *testpki_key_rsa(void); /* 2048 bits */
 
 typedef struct TestCertOpts {
-	const char *cn;        /* subject CN; NULL with empty_subject gives an empty subject */
+	const char *cn; /* subject CN; NULL with empty_subject gives an empty subject */
 	bool empty_subject;
-	const char *san;       /* OpenSSL syntax, e.g. "URI:spiffe://td/x,DNS:a"; NULL: no SAN */
+	const char *san; /* OpenSSL syntax, e.g. "URI:spiffe://td/x,DNS:a"; NULL: no SAN */
 	bool san_critical;
-	int ca;                /* 1: CA:TRUE, 0: CA:FALSE, -1: no basicConstraints */
-	const char *key_usage; /* e.g. "digitalSignature"; NULL: no keyUsage extension */
+	int ca;			       /* 1: CA:TRUE, 0: CA:FALSE, -1: no basicConstraints */
+	const char *key_usage;	       /* e.g. "digitalSignature"; NULL: no keyUsage extension */
 	int64_t not_before, not_after; /* Unix; 0: now - 60 and now + 3600 */
-	uint64_t serial;       /* 0: random 64 bits */
+	uint64_t serial;	       /* 0: random 64 bits */
 } TestCertOpts;
 
 /* Signed by issuer_key (self-signed when issuer is NULL: issuer_key must be key). */
 X509 *testpki_cert(EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, const TestCertOpts *o);
-TestCertOpts testpki_opts_ca(const char *td);           /* CA:TRUE, keyCertSign,cRLSign */
+TestCertOpts testpki_opts_ca(const char *td); /* CA:TRUE, keyCertSign,cRLSign */
 /* CA:FALSE, digitalSignature,...; .san points into one of 4 per-thread rotating buffers. */
 TestCertOpts testpki_opts_leaf(const char *spiffe_id);
 
-uint8_t *testpki_der(X509 *x, size_t *ret_len);          /* malloc'ed DER */
-uint8_t *testpki_pkcs8(EVP_PKEY *k, size_t *ret_len);    /* malloc'ed unencrypted PKCS#8 DER */
+uint8_t *testpki_der(X509 *x, size_t *ret_len);	      /* malloc'ed DER */
+uint8_t *testpki_pkcs8(EVP_PKEY *k, size_t *ret_len); /* malloc'ed unencrypted PKCS#8 DER */
 /* Appends DER of x to *buf (realloc). */
 void testpki_append(uint8_t **buf, size_t *len, X509 *x);
 
