@@ -315,6 +315,20 @@ static void selectors_free(AgentSelector *sel, char **buf, size_t n)
 	free(sel);
 }
 
+static const char *phase_text(const AgentSubState *st, char *buf, size_t len)
+{
+	switch (st->phase) {
+	case AGENT_SUB_STREAMING:
+		return "streaming";
+	case AGENT_SUB_CONNECTING:
+		return "connecting";
+	default:
+		snprintf(buf, len, "%s%s%.150s", agent_sub_phase_to_string(st->phase),
+			 st->last_error[0] ? ": " : "", st->last_error);
+		return buf;
+	}
+}
+
 /* Points `name` at agent position `pos` of its list (-1: none): cancels the old stream and
  * opens the new one. Caller holds s->ops (not s->lock). */
 static int switch_agent(Sessions *s, const char *name, ssize_t pos)
@@ -373,6 +387,8 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 		return log_error_errno(r, "cannot subscribe %s to agent %s", name, agent_name);
 	}
 	Workload *w = NULL;
+	AgentSubState st = {};
+	bool have_state = agent_sub_get_state(sub, &st) >= 0;
 	pthread_mutex_lock(&s->lock);
 	e = *hash_find(s, name);
 	if (e && e->epoch == epoch) {
@@ -386,8 +402,11 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 	if (w) {
 		/* Say who serves it now; the ticker refines the stream state. */
 		WorkloadStream ws = {};
+		char text[256];
 		snprintf(ws.agent, sizeof ws.agent, "%s", agent_name);
-		snprintf(ws.state, sizeof ws.state, "connecting");
+		snprintf(ws.state, sizeof ws.state, "%.180s",
+			 have_state ? phase_text(&st, text, sizeof text) : "connecting");
+		ws.last_message_at = have_state ? st.last_message_at : 0;
 		if (workload_set_stream(w, &ws)) {
 			workload_bump_status(w);
 			notify_inval_entry(s->notify, workload_dir_ino(w), "status.json");
@@ -527,20 +546,6 @@ int sessions_new(const Config *cfg, SvidStore *store, InodeTable *inodes, Notify
 	svid_store_set_change_callback(store, on_store_change, s);
 	*ret = s;
 	return 0;
-}
-
-static const char *phase_text(const AgentSubState *st, char *buf, size_t len)
-{
-	switch (st->phase) {
-	case AGENT_SUB_STREAMING:
-		return "streaming";
-	case AGENT_SUB_CONNECTING:
-		return "connecting";
-	default:
-		snprintf(buf, len, "%s%s%.150s", agent_sub_phase_to_string(st->phase),
-			 st->last_error[0] ? ": " : "", st->last_error);
-		return buf;
-	}
 }
 
 /* One pass of the ticker: agent health with hysteresis, workload moves, stream facts. */
