@@ -548,10 +548,29 @@ int sessions_new(const Config *cfg, SvidStore *store, InodeTable *inodes, Notify
 	return 0;
 }
 
+/* Whether an SVID of the workload expired after status.json was last rendered. */
+static bool expired_since_render(Sessions *s, Workload *w, int64_t now)
+{
+	SvidSet *set = NULL;
+	bool r = false;
+
+	if (svid_store_get(s->store, workload_name(w), &set) < 0)
+		return false;
+	int64_t rendered = workload_status_rendered_at(w);
+	for (size_t i = 0; i < svid_set_n_svids(set) && !r; i++) {
+		int64_t na = svid_set_not_after(set, i);
+		r = na > 0 && now > na && rendered <= na;
+	}
+	svid_set_unref(set);
+	return r;
+}
+
 /* One pass of the ticker: agent health with hysteresis, workload moves, stream facts. */
 static void tick(Sessions *s)
 {
 	int64_t ms = now_ms(), now = now_s();
+	static unsigned ticks;
+	bool expiry_check = ticks++ % (1000 / TICK_MS) == 0; /* about once a second */
 	_cleanup_free_ char **names = NULL;
 	size_t n = 0;
 
@@ -620,6 +639,8 @@ static void tick(Sessions *s)
 			if (!changed && st.phase != AGENT_SUB_STREAMING &&
 			    now - workload_status_rendered_at(w) >= STALE_STATUS_S)
 				changed = true; /* show the growing staleness */
+			if (!changed && expiry_check && expired_since_render(s, w, now))
+				changed = true; /* an SVID expired: status.json flags it */
 			if (changed) {
 				workload_bump_status(w);
 				workload_status_touch(w, now);
