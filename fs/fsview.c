@@ -72,14 +72,14 @@ FsView *fsview_free(FsView *v)
 static void fill_stat(uint64_t ino, const InodeAttr *a, struct stat *st)
 {
 	*st = (struct stat){
-		.st_ino = ino,
-		.st_mode = a->mode,
-		.st_nlink = S_ISDIR(a->mode) ? 2 : 1,
-		.st_uid = a->uid,
-		.st_gid = a->gid,
-		.st_size = (off_t)a->size,
-		.st_blksize = 4096,
-		.st_blocks = (blkcnt_t)((a->size + 511) / 512),
+	    .st_ino = ino,
+	    .st_mode = a->mode,
+	    .st_nlink = S_ISDIR(a->mode) ? 2 : 1,
+	    .st_uid = a->uid,
+	    .st_gid = a->gid,
+	    .st_size = (off_t)a->size,
+	    .st_blksize = 4096,
+	    .st_blocks = (blkcnt_t)((a->size + 511) / 512),
 	};
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = a->mtime;
 }
@@ -132,8 +132,8 @@ static void log_denial(FsView *v, const char *target, const AccessCaller *c, con
 
 /* The workload directory entry (pods/<uid>, identities/<name>, self): entry timeout 0 so every
  * walk from above asks again, and the access rule. */
-static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target,
-			       const char *base, pid_t tid, FsEntry *ret)
+static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target, const char *base,
+			       pid_t tid, FsEntry *ret)
 {
 	_cleanup_(workload_unrefp) Workload *w = sessions_get(v->sessions, wname);
 	AccessCaller caller;
@@ -150,8 +150,11 @@ static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target
 		return r;
 	}
 	const Registration *reg = workload_registration(w);
-	InodeAttr attr = {.mode = S_IFDIR | 0555, .uid = reg->uid, .gid = reg->gid,
-			  .mtime = workload_changed_at(w), .slot = workload_slot(w),
+	InodeAttr attr = {.mode = S_IFDIR | 0555,
+			  .uid = reg->uid,
+			  .gid = reg->gid,
+			  .mtime = workload_changed_at(w),
+			  .slot = workload_slot(w),
 			  .owner = workload_dir_serial(w)};
 	if (!attr.mtime)
 		attr.mtime = v->started;
@@ -173,7 +176,8 @@ static int lookup_root(FsView *v, uint64_t parent, const char *name, pid_t tid, 
 			       : streq(name, "identities") ? TREE_INO_IDENTITIES
 							   : 0;
 		if (ino) {
-			*ret = (FsEntry){.ino = ino, .entry_timeout = FSVIEW_TIMEOUT,
+			*ret = (FsEntry){.ino = ino,
+					 .entry_timeout = FSVIEW_TIMEOUT,
 					 .attr_timeout = FSVIEW_TIMEOUT};
 			static_stat(v, ino, &ret->st);
 			return 0;
@@ -223,9 +227,12 @@ static int facts_of(const SvidSet *set, Facts *x)
 		x->tds[i] = svid_set_bundle_td(set, i);
 	for (size_t i = 0; i < nj; i++)
 		x->jtds[i] = svid_set_jwt_bundle_td(set, i);
-	x->f = (TreeFacts){.n_svids = n, .hints = x->hints,
+	x->f = (TreeFacts){.n_svids = n,
+			   .hints = x->hints,
 			   .own_trust_domain = n ? svid_set_trust_domain(set, 0) : NULL,
-			   .bundle_tds = x->tds, .n_bundle_tds = nb, .jwt_bundle_tds = x->jtds,
+			   .bundle_tds = x->tds,
+			   .n_bundle_tds = nb,
+			   .jwt_bundle_tds = x->jtds,
 			   .n_jwt_bundle_tds = nj};
 	return 0;
 }
@@ -259,8 +266,7 @@ static int render_status(FsView *v, Workload *w, const SvidSet *set, SvidBlob **
 }
 
 /* jwt/<audience> and custom jwt_svid files: a token fresh until half its lifetime. */
-static int lookup_jwt(FsView *v, Workload *w, const char *audience, uint64_t jwt_dir,
-		      FsEntry *ret)
+static int lookup_jwt(FsView *v, Workload *w, const char *audience, uint64_t jwt_dir, FsEntry *ret)
 {
 	const char *wname = workload_name(w);
 	_cleanup_(svid_blob_unrefp) SvidBlob *tok = NULL;
@@ -295,8 +301,12 @@ static int lookup_jwt(FsView *v, Workload *w, const char *audience, uint64_t jwt
 	const Registration *reg = workload_registration(w);
 	uint64_t ino = tree_ino(workload_slot(w), (uint16_t)(TREE_ID_FIRST_JWT + idx),
 				workload_jwt_serial(w, (unsigned)idx, serial));
-	InodeAttr attr = {.mode = S_IFREG | reg->key_mode, .uid = reg->uid, .gid = reg->gid,
-			  .mtime = now, .slot = workload_slot(w), .owner = workload_dir_serial(w),
+	InodeAttr attr = {.mode = S_IFREG | reg->key_mode,
+			  .uid = reg->uid,
+			  .gid = reg->gid,
+			  .mtime = now,
+			  .slot = workload_slot(w),
+			  .owner = workload_dir_serial(w),
 			  .generation = workload_generation(w)};
 	r = inode_table_add(v->inodes, ino, &attr, tok, &a);
 	if (r < 0)
@@ -308,8 +318,8 @@ static int lookup_jwt(FsView *v, Workload *w, const char *audience, uint64_t jwt
 }
 
 /* One attempt of a lookup inside a workload; -ESTALE asks the caller to retry. */
-static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
-			      uint32_t parent_serial, const char *name, FsEntry *ret)
+static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id, uint32_t parent_serial,
+			      const char *name, FsEntry *ret)
 {
 	_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
 	_cleanup_(tree_listing_freep) TreeListing *l = NULL;
@@ -341,8 +351,11 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
 		return -ENOENT;
 
 	uint64_t ino;
-	InodeAttr attr = {.uid = reg->uid, .gid = reg->gid, .slot = slot,
-			  .owner = workload_dir_serial(w), .generation = gen,
+	InodeAttr attr = {.uid = reg->uid,
+			  .gid = reg->gid,
+			  .slot = slot,
+			  .owner = workload_dir_serial(w),
+			  .generation = gen,
 			  .mtime = workload_changed_at(w)};
 	if (!attr.mtime)
 		attr.mtime = svid_set_updated_at(set) ? svid_set_updated_at(set) : v->started;
@@ -385,8 +398,8 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
 		if (r < 0)
 			return r;
 	}
-	*ret = (FsEntry){.ino = ino, .entry_timeout = FSVIEW_TIMEOUT,
-			 .attr_timeout = FSVIEW_TIMEOUT};
+	*ret =
+	    (FsEntry){.ino = ino, .entry_timeout = FSVIEW_TIMEOUT, .attr_timeout = FSVIEW_TIMEOUT};
 	fill_stat(ino, &a, &ret->st);
 	return 0;
 }
@@ -404,10 +417,9 @@ static int parent_workload(FsView *v, uint64_t parent, Workload **ret, uint16_t 
 	Workload *w = sessions_get_by_slot(v->sessions, slot);
 	if (!w)
 		return -ENOENT;
-	bool ok = id == TREE_ID_WORKLOAD
-			  ? serial == (uint32_t)workload_dir_serial(w)
-			  : inode_table_get(v->inodes, parent, &a, NULL) >= 0 &&
-				    a.owner == workload_dir_serial(w);
+	bool ok = id == TREE_ID_WORKLOAD ? serial == (uint32_t)workload_dir_serial(w)
+					 : inode_table_get(v->inodes, parent, &a, NULL) >= 0 &&
+					       a.owner == workload_dir_serial(w);
 	if (!ok) {
 		workload_unref(w);
 		return -ENOENT;
@@ -543,7 +555,7 @@ static int readdir_static(FsView *v, uint64_t ino, Dirents *x)
 				     names[i]) < 0)
 				r = -ENOMEM;
 			_cleanup_(workload_unrefp) Workload *w =
-				r >= 0 ? sessions_get(v->sessions, wname) : NULL;
+			    r >= 0 ? sessions_get(v->sessions, wname) : NULL;
 			if (w)
 				r = dirents_add(x, names[i], workload_dir_ino(w), S_IFDIR);
 		}
@@ -581,7 +593,8 @@ int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n)
 				if (tree_audience_encode(aud[i], &enc) >= 0)
 					r = dirents_add(&x, enc,
 							tree_ino(workload_slot(w),
-								 (uint16_t)(TREE_ID_FIRST_JWT + i), 0),
+								 (uint16_t)(TREE_ID_FIRST_JWT + i),
+								 0),
 							S_IFREG);
 			}
 			for (size_t i = 0; i < n; i++)
@@ -595,9 +608,9 @@ int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n)
 				if (n->parent != id)
 					continue;
 				uint64_t cino = n->type == TREE_NODE_STATUS
-							? tree_ino(workload_slot(w), n->id,
-								   workload_status_serial(w))
-							: tree_ino(workload_slot(w), n->id, gen);
+						    ? tree_ino(workload_slot(w), n->id,
+							       workload_status_serial(w))
+						    : tree_ino(workload_slot(w), n->id, gen);
 				r = dirents_add(&x, n->name, cino,
 						n->type == TREE_NODE_DIR ? S_IFDIR : S_IFREG);
 			}

@@ -28,7 +28,7 @@ typedef struct Agent {
 	AgentConn *conn;
 	AgentSub *x509_bundles, *jwt_bundles;
 	struct Sessions *s;
-	bool healthy;       /* as the failover logic sees it (with hysteresis) */
+	bool healthy;	    /* as the failover logic sees it (with hysteresis) */
 	int64_t changed_ms; /* when the raw health last flipped */
 	bool raw;
 } Agent;
@@ -65,7 +65,7 @@ struct Sessions {
 	AgentConn *self_conn;
 	AgentSub *self_jwt_bundles;
 
-	pthread_mutex_t ops; /* serialises subscribe/cancel sequences; outer lock */
+	pthread_mutex_t ops;  /* serialises subscribe/cancel sequences; outer lock */
 	pthread_mutex_t lock; /* the registry; inner lock, never held across agent calls */
 	pthread_cond_t changed;
 	Wls **hash;
@@ -201,8 +201,10 @@ static void on_x509(void *userdata, const SvidX509Update *u)
 		return;
 	int r = svid_store_update_x509(s->store, c->name, c->agent, u, now_s());
 	if (r < 0 && r != -ENOENT)
-		log_warning_errno(r, "update for %s from agent %s rejected; serving the last good "
-				     "state", c->name, c->agent);
+		log_warning_errno(r,
+				  "update for %s from agent %s rejected; serving the last good "
+				  "state",
+				  c->name, c->agent);
 	else if (r >= 0)
 		log_debug("%s: %zu SVID(s) from agent %s", c->name, u->n_svids, c->agent);
 }
@@ -270,7 +272,7 @@ static void on_store_change(void *userdata, const char *name, uint32_t slot, uin
 
 static uint64_t parent_dir_ino(const Registration *r)
 {
-	return r->kind == REGISTRATION_POD	    ? TREE_INO_PODS
+	return r->kind == REGISTRATION_POD	  ? TREE_INO_PODS
 	       : r->kind == REGISTRATION_IDENTITY ? TREE_INO_IDENTITIES
 						  : TREE_INO_ROOT;
 }
@@ -715,7 +717,8 @@ static int load_persisted(Sessions *s)
 		return -ENOMEM;
 	d = opendir(dir);
 	if (!d)
-		return errno == ENOENT ? 0 : log_error_errno(negative_errno(), "cannot open %s", dir);
+		return errno == ENOENT ? 0
+				       : log_error_errno(negative_errno(), "cannot open %s", dir);
 	while ((de = readdir(d))) {
 		size_t l = strlen(de->d_name);
 		if (de->d_name[0] == '.' || l < 6 || !streq(de->d_name + l - 5, ".conf"))
@@ -774,7 +777,8 @@ int sessions_start(Sessions *s)
 			r = agent_subscribe_jwt_bundles(a->conn, on_jwt_bundles, a,
 							&a->jwt_bundles);
 		if (r < 0)
-			return log_error_errno(r, "cannot subscribe to agent %s's bundles", a->name);
+			return log_error_errno(r, "cannot subscribe to agent %s's bundles",
+					       a->name);
 		/* Optimistic until proven otherwise, so the first subscriptions go to the first
 		 * agent of each list rather than waiting for the hysteresis. */
 		a->healthy = a->raw = true;
@@ -823,8 +827,8 @@ int sessions_start(Sessions *s)
 		else
 			registration_free(reg);
 		if (r < 0)
-			log_error_errno(r, "identity file %s refused%s%s", s->cfg->identity_files[i],
-					why ? ": " : "", why ? why : "");
+			log_error_errno(r, "identity file %s refused%s%s",
+					s->cfg->identity_files[i], why ? ": " : "", why ? why : "");
 	}
 	r = load_persisted(s);
 	if (r < 0)
@@ -1060,7 +1064,8 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 	for (size_t i = 0; i < e->n_refs;) {
 		if (!ref || streq(e->refs[i], ref)) {
 			free(e->refs[i]);
-			memmove(e->refs + i, e->refs + i + 1, (e->n_refs - i - 1) * sizeof *e->refs);
+			memmove(e->refs + i, e->refs + i + 1,
+				(e->n_refs - i - 1) * sizeof *e->refs);
 			e->n_refs--;
 		} else
 			i++;
@@ -1197,7 +1202,8 @@ static int list_filtered(Sessions *s, int kind, bool base, char ***ret, size_t *
 	v = calloc(s->n + 1, sizeof *v);
 	for (size_t i = 0; v && i < s->n_hash; i++)
 		for (Wls *e = s->hash[i]; e; e = e->next_hash) {
-			if (kind >= 0 && workload_registration(e->w)->kind != (RegistrationKind)kind)
+			if (kind >= 0 &&
+			    workload_registration(e->w)->kind != (RegistrationKind)kind)
 				continue;
 			v[k] = strdup(base ? workload_basename(e->w) : workload_name(e->w));
 			if (!v[k])
@@ -1294,8 +1300,10 @@ int sessions_fetch_jwt(Sessions *s, const char *name, const char *audience)
 		return log_warning_errno(-ENOENT, "%s: agent %s issued no JWT-SVID for %s", name,
 					 agent, audience);
 	}
-	SvidJwtInput in = {.spiffe_id = jwts[0].spiffe_id, .token = jwts[0].token,
-			   .hint = jwts[0].hint, .expires_at = jwts[0].expires_at,
+	SvidJwtInput in = {.spiffe_id = jwts[0].spiffe_id,
+			   .token = jwts[0].token,
+			   .hint = jwts[0].hint,
+			   .expires_at = jwts[0].expires_at,
 			   .issued_at = jwts[0].issued_at};
 	r = svid_store_put_jwt(s->store, name, audience, &in);
 	agent_jwt_free(jwts, n);
