@@ -55,8 +55,7 @@ static void strip(char **s, char **e)
 
 /* Calls fn(key, value) for each "key = value" line; '#' starts a comment line. */
 typedef int (*LineFn)(void *ud, const char *key, const char *value, char **ret_error);
-static int parse_lines(const char *text, const char *origin, LineFn fn, void *ud,
-		       char **ret_error)
+static int parse_lines(const char *text, const char *origin, LineFn fn, void *ud, char **ret_error)
 {
 	_cleanup_free_ char *copy = strdup(text);
 	char *line, *save = NULL;
@@ -335,8 +334,8 @@ int config_load_identities(Config *c, char **ret_error)
 		if (!kv_get(m, "kind"))
 			r = kv_add(m, "kind", "identity");
 		KvMsg **pm = realloc(c->identities, (c->n_identities + 1) * sizeof *pm);
-		char **pf = pm ? realloc(c->identity_files, (c->n_identities + 1) * sizeof *pf)
-			       : NULL;
+		char **pf =
+		    pm ? realloc(c->identity_files, (c->n_identities + 1) * sizeof *pf) : NULL;
 		if (pm)
 			c->identities = pm;
 		if (pf)
@@ -390,31 +389,31 @@ void config_done(Config *c)
 
 void config_print_help(const char *argv0)
 {
-	printf("Usage: %s [OPTIONS]\n\n"
-	       "Serve SPIFFE identities of registered workloads as files on a FUSE mount.\n\n"
-	       "  -c, --config=FILE          config file (default " CONFIG_DEFAULT_FILE ")\n"
-	       "  -m, --mountpoint=DIR       where to mount (default " SVIDFS_DEFAULT_MOUNTPOINT
-	       ")\n"
-	       "      --state-dir=DIR        persisted registrations (default "
-	       SVIDFS_DEFAULT_STATEDIR ")\n"
-	       "      --control-socket=PATH  control socket (default "
-	       SVIDFS_DEFAULT_CONTROL_SOCKET ")\n"
-	       "  -a, --agent=NAME=URI       SPIRE agent admin socket (repeatable; default\n"
-	       "                             default=" CONFIG_DEFAULT_AGENT ")\n"
-	       "      --workload-socket=URI  Workload API socket for self/ (default: none)\n"
-	       "      --cgroup-root=PATH     recognise pod cgroups only below this cgroup\n"
-	       "      --pod-pattern=REGEX    pod cgroup component pattern (group 1 = pod UID)\n"
-	       "      --identities-dir=DIR   bare-node identities (default " SVIDFS_SYSCONFDIR
-	       "/identities.d)\n"
-	       "      --threads=N            idle FUSE worker threads (default 4)\n"
-	       "      --failover-ms=MS       agent outage before workloads move (default 1000)\n"
-	       "      --secure-heap=SIZE     locked memory for keys and tokens (default 64M)\n"
-	       "  -l, --log-level=LEVEL      emerg..debug (default info)\n"
-	       "  -d, --fuse-debug           log every FUSE request (libfuse debug)\n"
-	       "  -h, --help                 show this help\n"
-	       "      --version              show the version\n\n"
-	       "See svidfs(8).\n",
-	       argv0);
+	printf(
+	    "Usage: %s [OPTIONS]\n\n"
+	    "Serve SPIFFE identities of registered workloads as files on a FUSE mount.\n\n"
+	    "  -c, --config=FILE          config file (default " CONFIG_DEFAULT_FILE ")\n"
+	    "  -m, --mountpoint=DIR       where to mount (default " SVIDFS_DEFAULT_MOUNTPOINT ")\n"
+	    "      --state-dir=DIR        persisted registrations (default " SVIDFS_DEFAULT_STATEDIR
+	    ")\n"
+	    "      --control-socket=PATH  control socket (default " SVIDFS_DEFAULT_CONTROL_SOCKET
+	    ")\n"
+	    "  -a, --agent=NAME=URI       SPIRE agent admin socket (repeatable; default\n"
+	    "                             default=" CONFIG_DEFAULT_AGENT ")\n"
+	    "      --workload-socket=URI  Workload API socket for self/ (default: none)\n"
+	    "      --cgroup-root=PATH     recognise pod cgroups only below this cgroup\n"
+	    "      --pod-pattern=REGEX    pod cgroup component pattern (group 1 = pod UID)\n"
+	    "      --identities-dir=DIR   bare-node identities (default " SVIDFS_SYSCONFDIR
+	    "/identities.d)\n"
+	    "      --threads=N            idle FUSE worker threads (default 4)\n"
+	    "      --failover-ms=MS       agent outage before workloads move (default 1000)\n"
+	    "      --secure-heap=SIZE     locked memory for keys and tokens (default 64M)\n"
+	    "  -l, --log-level=LEVEL      emerg..debug (default info)\n"
+	    "  -d, --fuse-debug           log every FUSE request (libfuse debug)\n"
+	    "  -h, --help                 show this help\n"
+	    "      --version              show the version\n\n"
+	    "See svidfs(8).\n",
+	    argv0);
 }
 
 enum {
@@ -431,35 +430,35 @@ enum {
 };
 
 static const struct option options[] = {
-	{"config", required_argument, NULL, 'c'},
-	{"mountpoint", required_argument, NULL, 'm'},
-	{"state-dir", required_argument, NULL, ARG_STATE_DIR},
-	{"control-socket", required_argument, NULL, ARG_CONTROL_SOCKET},
-	{"agent", required_argument, NULL, 'a'},
-	{"workload-socket", required_argument, NULL, ARG_WORKLOAD_SOCKET},
-	{"cgroup-root", required_argument, NULL, ARG_CGROUP_ROOT},
-	{"pod-pattern", required_argument, NULL, ARG_POD_PATTERN},
-	{"identities-dir", required_argument, NULL, ARG_IDENTITIES_DIR},
-	{"threads", required_argument, NULL, ARG_THREADS},
-	{"failover-ms", required_argument, NULL, ARG_FAILOVER_MS},
-	{"secure-heap", required_argument, NULL, ARG_SECURE_HEAP},
-	{"log-level", required_argument, NULL, 'l'},
-	{"fuse-debug", no_argument, NULL, 'd'},
-	{"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, ARG_VERSION},
-	{},
+    {"config", required_argument, NULL, 'c'},
+    {"mountpoint", required_argument, NULL, 'm'},
+    {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+    {"control-socket", required_argument, NULL, ARG_CONTROL_SOCKET},
+    {"agent", required_argument, NULL, 'a'},
+    {"workload-socket", required_argument, NULL, ARG_WORKLOAD_SOCKET},
+    {"cgroup-root", required_argument, NULL, ARG_CGROUP_ROOT},
+    {"pod-pattern", required_argument, NULL, ARG_POD_PATTERN},
+    {"identities-dir", required_argument, NULL, ARG_IDENTITIES_DIR},
+    {"threads", required_argument, NULL, ARG_THREADS},
+    {"failover-ms", required_argument, NULL, ARG_FAILOVER_MS},
+    {"secure-heap", required_argument, NULL, ARG_SECURE_HEAP},
+    {"log-level", required_argument, NULL, 'l'},
+    {"fuse-debug", no_argument, NULL, 'd'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, ARG_VERSION},
+    {},
 };
 
 static const char *const flag_keys[] = {
-	[ARG_STATE_DIR - 0x100] = "state_dir",
-	[ARG_CONTROL_SOCKET - 0x100] = "control_socket",
-	[ARG_WORKLOAD_SOCKET - 0x100] = "workload_socket",
-	[ARG_CGROUP_ROOT - 0x100] = "cgroup_root",
-	[ARG_POD_PATTERN - 0x100] = "pod_pattern",
-	[ARG_IDENTITIES_DIR - 0x100] = "identities_dir",
-	[ARG_THREADS - 0x100] = "threads",
-	[ARG_FAILOVER_MS - 0x100] = "failover_ms",
-	[ARG_SECURE_HEAP - 0x100] = "secure_heap",
+    [ARG_STATE_DIR - 0x100] = "state_dir",
+    [ARG_CONTROL_SOCKET - 0x100] = "control_socket",
+    [ARG_WORKLOAD_SOCKET - 0x100] = "workload_socket",
+    [ARG_CGROUP_ROOT - 0x100] = "cgroup_root",
+    [ARG_POD_PATTERN - 0x100] = "pod_pattern",
+    [ARG_IDENTITIES_DIR - 0x100] = "identities_dir",
+    [ARG_THREADS - 0x100] = "threads",
+    [ARG_FAILOVER_MS - 0x100] = "failover_ms",
+    [ARG_SECURE_HEAP - 0x100] = "secure_heap",
 };
 
 int config_load(int argc, char **argv, Config *c, char **ret_error)
@@ -469,7 +468,9 @@ int config_load(int argc, char **argv, Config *c, char **ret_error)
 	int opt, r;
 
 	*ret_error = NULL;
-	*c = (Config){.log_level = LOG_INFO, .threads = 4, .failover_ms = 1000,
+	*c = (Config){.log_level = LOG_INFO,
+		      .threads = 4,
+		      .failover_ms = 1000,
 		      .secure_heap = CONFIG_DEFAULT_SECURE_HEAP};
 	if (set_str(&c->mountpoint, SVIDFS_DEFAULT_MOUNTPOINT) < 0 ||
 	    set_str(&c->state_dir, SVIDFS_DEFAULT_STATEDIR) < 0 ||

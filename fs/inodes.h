@@ -20,9 +20,9 @@ typedef struct InodeAttr {
 	gid_t gid;
 	int64_t mtime;
 	uint32_t slot;
-	uint64_t owner;      /* the workload's directory serial (slots are reused) */
+	uint64_t owner;	     /* the workload's directory serial (slots are reused) */
 	uint64_t generation; /* store generation the content belongs to (poll) */
-	size_t size;         /* filled from the blob */
+	size_t size;	     /* filled from the blob */
 } InodeAttr;
 
 int inode_table_new(InodeTable **ret);
@@ -45,4 +45,5 @@ void inode_table_forget(InodeTable *t, uint64_t ino, uint64_t nlookup);
 int inode_table_release_owner(InodeTable *t, uint32_t slot, uint64_t owner, uint64_t **ret_inos,
 			      size_t *ret_n);
 size_t inode_table_count(InodeTable *t);
-size_t inode_table_bytes(InodeTable *t); /* content bytes referenced (a blob shared by two inodes counts twice) */
+size_t inode_table_bytes(
+    InodeTable *t); /* content bytes referenced (a blob shared by two inodes counts twice) */

@@ -90,12 +90,14 @@ static int clean_stale_mount(const char *path)
 		if (!dead && stat(path, &st) < 0 && errno == ENOTCONN)
 			dead = true;
 		if (!dead)
-			return k == 1 ? log_error_errno(-EBUSY, "%s is already mounted by a running "
-								"svidfs", path)
+			return k == 1 ? log_error_errno(-EBUSY,
+							"%s is already mounted by a running "
+							"svidfs",
+							path)
 				      : 0;
 		if (umount2(path, MNT_DETACH) < 0)
-			return log_error_errno(negative_errno(), "cannot detach the stale mount at %s",
-					       path);
+			return log_error_errno(negative_errno(),
+					       "cannot detach the stale mount at %s", path);
 		log_notice("detached a stale svidfs mount at %s (crashed run)", path);
 	}
 	return log_error_errno(-EBUSY, "%s: too many stale mounts", path);
@@ -213,10 +215,13 @@ static int run(Config *cfg)
 	if (r >= 0)
 		r = sessions_new(cfg, store, inodes, notify, &sessions);
 	if (r >= 0)
-		r = fsview_new(sessions, store, inodes, policy, &view);
+		r = fsview_new(sessions, store, inodes, policy, notify, &view);
 	if (r >= 0) {
-		ControlContext cc = {.cfg = cfg, .sessions = sessions, .store = store,
-				     .inodes = inodes, .started_at = (int64_t)ts.tv_sec};
+		ControlContext cc = {.cfg = cfg,
+				     .sessions = sessions,
+				     .store = store,
+				     .inodes = inodes,
+				     .started_at = (int64_t)ts.tv_sec};
 		r = control_new(&cc, &control);
 	}
 	if (r < 0) {

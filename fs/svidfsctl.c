@@ -20,22 +20,23 @@ DEFINE_CLEANUP_FUNC(KvMsg, kv_free)
 
 static void help(const char *argv0)
 {
-	printf("Usage: %s [-s SOCKET] COMMAND [ARGS]\n\n"
-	       "Commands:\n"
-	       "  list                          workloads with SPIFFE ID, expiry, agent, stream\n"
-	       "  status WORKLOAD               one workload (pods/<uid>, identities/<name>, self;\n"
-	       "                                a bare <uid> means pods/<uid>)\n"
-	       "  register KEY=VALUE...         register (keys as in the control protocol, e.g.\n"
-	       "                                pod_uid=... namespace=... ref=...)\n"
-	       "  unregister WORKLOAD [REF]     drop one reference (all without REF)\n"
-	       "  wait WORKLOAD [TIMEOUT_MS]    wait for the first SVID (default 10000)\n"
-	       "  resubscribe WORKLOAD          re-open the workload's SVID stream\n"
-	       "  info                          daemon facts\n"
-	       "  ping                          check the daemon answers\n\n"
-	       "  -s, --socket=PATH   control socket (default " SVIDFS_DEFAULT_CONTROL_SOCKET ")\n"
-	       "  -h, --help          this help\n\n"
-	       "See svidfsctl(8).\n",
-	       argv0);
+	printf(
+	    "Usage: %s [-s SOCKET] COMMAND [ARGS]\n\n"
+	    "Commands:\n"
+	    "  list                          workloads with SPIFFE ID, expiry, agent, stream\n"
+	    "  status WORKLOAD               one workload (pods/<uid>, identities/<name>, self;\n"
+	    "                                a bare <uid> means pods/<uid>)\n"
+	    "  register KEY=VALUE...         register (keys as in the control protocol, e.g.\n"
+	    "                                pod_uid=... namespace=... ref=...)\n"
+	    "  unregister WORKLOAD [REF]     drop one reference (all without REF)\n"
+	    "  wait WORKLOAD [TIMEOUT_MS]    wait for the first SVID (default 10000)\n"
+	    "  resubscribe WORKLOAD          re-open the workload's SVID stream\n"
+	    "  info                          daemon facts\n"
+	    "  ping                          check the daemon answers\n\n"
+	    "  -s, --socket=PATH   control socket (default " SVIDFS_DEFAULT_CONTROL_SOCKET ")\n"
+	    "  -h, --help          this help\n\n"
+	    "See svidfsctl(8).\n",
+	    argv0);
 }
 
 static int connect_to(const char *path)
@@ -104,9 +105,8 @@ static void print_list(const KvMsg *m)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
-					     {"help", no_argument, NULL, 'h'},
-					     {}};
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'}, {}};
 	const char *sock = SVIDFS_DEFAULT_CONTROL_SOCKET;
 	_cleanup_(kv_freep) KvMsg *req = NULL;
 	_cleanup_(kv_freep) KvMsg *reply = NULL;
