@@ -86,8 +86,10 @@ for target in 1000 10000; do
 	wait_ready "$target"
 	t2=$(date +%s%N)
 	# Read every workload's key once from the host (inodes and rendered bytes in memory).
+	nfiles=$(find "$T/mnt/pods" -name "$F" | wc -l)
 	find "$T/mnt/pods" -name "$F" -exec cat {} + >/dev/null
 	echo "$target workloads: $(rss) kB RSS after reading every key file once;" \
 		"registered in $(((t1 - t0) / 1000000)) ms, all with SVIDs after $(((t2 - t0) / 1000000)) ms;" \
-		"$(ctl info | awk '$1 == "inodes" { print $2 }') live inodes"
+		"$nfiles key files read; $(ctl info | awk '$1 == "inodes" { print $2 }') live inodes;" \
+		"secure heap $(ctl info | awk '$1 == "secure_heap_used" { print $2 }') bytes used"
 done

@@ -146,11 +146,11 @@ int main(int argc, char **argv)
 			if (pass == 0 || r.read_med < res[i].read_med)
 				res[i] = r;
 		}
-	printf("%-12s %6s %12s %10s %10s %10s %14s %8s %8s\n", "setup", "bytes",
-	       "open+read+close", "p99", "stat", "stat p99", "2 threads/s", "ratio", "stat");
+	printf("%-12s %6s %12s %10s %10s %10s %14s %8s %8s\n", "setup", "bytes", "open+read+close",
+	       "p99", "stat", "stat p99", "2 threads/s", "ratio", "stat");
 	for (int i = 0; i < k; i++)
-		printf("%-12s %6d %12.2fus %8.2fus %8.2fus %8.2fus %14.0f %7.2fx %7.2fx\n", label[i],
-		       res[i].size, res[i].read_med, res[i].read_p99, res[i].stat_med,
+		printf("%-12s %6d %12.2fus %8.2fus %8.2fus %8.2fus %14.0f %7.2fx %7.2fx\n",
+		       label[i], res[i].size, res[i].read_med, res[i].read_p99, res[i].stat_med,
 		       res[i].stat_p99, res[i].rate2, res[i].read_med / res[0].read_med,
 		       res[i].stat_med / res[0].stat_med);
 	for (int i = 1; i < k; i++)

@@ -34,8 +34,8 @@ int access_policy_new(const char *cgroup_root, const char *pod_pattern, AccessPo
 	n = strlen(p->root);
 	while (n > 0 && p->root[n - 1] == '/')
 		p->root[--n] = 0;
-	if (regcomp(&p->re, pod_pattern ? pod_pattern : ACCESS_DEFAULT_POD_PATTERN,
-		    REG_EXTENDED) != 0) {
+	if (regcomp(&p->re, pod_pattern ? pod_pattern : ACCESS_DEFAULT_POD_PATTERN, REG_EXTENDED) !=
+	    0) {
 		free(p->root);
 		return -EINVAL;
 	}

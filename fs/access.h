@@ -28,15 +28,15 @@ int access_parse_pod_uid(const AccessPolicy *p, const char *cgroup_text,
 			 char ret_uid[ACCESS_UID_MAX]);
 
 typedef enum AccessTarget {
-	ACCESS_TARGET_POD,      /* pods/<uid> */
+	ACCESS_TARGET_POD,	/* pods/<uid> */
 	ACCESS_TARGET_IDENTITY, /* identities/<name> */
-	ACCESS_TARGET_SELF,     /* self */
+	ACCESS_TARGET_SELF,	/* self */
 	_ACCESS_TARGET_MAX,
 } AccessTarget;
 
 typedef struct AccessCaller {
-	pid_t tid;                     /* 0: not visible in the daemon's pid namespace */
-	bool known;                    /* the cgroup could be read */
+	pid_t tid;  /* 0: not visible in the daemon's pid namespace */
+	bool known; /* the cgroup could be read */
 	bool in_pod;
 	char pod_uid[ACCESS_UID_MAX];
 } AccessCaller;

@@ -55,8 +55,7 @@ static void strip(char **s, char **e)
 
 /* Calls fn(key, value) for each "key = value" line; '#' starts a comment line. */
 typedef int (*LineFn)(void *ud, const char *key, const char *value, char **ret_error);
-static int parse_lines(const char *text, const char *origin, LineFn fn, void *ud,
-		       char **ret_error)
+static int parse_lines(const char *text, const char *origin, LineFn fn, void *ud, char **ret_error)
 {
 	_cleanup_free_ char *copy = strdup(text);
 	char *line, *save = NULL;
@@ -350,8 +349,8 @@ int config_load_identities(Config *c, char **ret_error)
 		if (!kv_get(m, "kind"))
 			r = kv_add(m, "kind", "identity");
 		KvMsg **pm = realloc(c->identities, (c->n_identities + 1) * sizeof *pm);
-		char **pf = pm ? realloc(c->identity_files, (c->n_identities + 1) * sizeof *pf)
-			       : NULL;
+		char **pf =
+		    pm ? realloc(c->identity_files, (c->n_identities + 1) * sizeof *pf) : NULL;
 		if (pm)
 			c->identities = pm;
 		if (pf)

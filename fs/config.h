@@ -16,7 +16,7 @@ typedef struct ConfigAgent {
 } ConfigAgent;
 
 typedef struct Config {
-	char *config_file;     /* the file read, or NULL */
+	char *config_file; /* the file read, or NULL */
 	char *mountpoint;
 	char *state_dir;
 	char *control_socket;
@@ -25,16 +25,16 @@ typedef struct Config {
 	char *pod_pattern;     /* NULL: ACCESS_DEFAULT_POD_PATTERN */
 	char *identities_dir;
 	int log_level;
-	unsigned threads;      /* FUSE worker threads kept idle (max_idle_threads) */
-	unsigned failover_ms;  /* how long an agent must be down before workloads move */
-	size_t secure_heap;    /* bytes of locked memory for keys and tokens (OpenSSL secure heap) */
+	unsigned threads;     /* FUSE worker threads kept idle (max_idle_threads) */
+	unsigned failover_ms; /* how long an agent must be down before workloads move */
+	size_t secure_heap;   /* bytes of locked memory for keys and tokens (OpenSSL secure heap) */
 	bool fuse_debug;
 	char *keeper;          /* "systemd", "socket:PATH", "none"; NULL: systemd under systemd */
 	bool takeover;         /* adopt the connection of the running daemon (planned upgrade) */
 	unsigned adopt_wait_ms; /* after adopting: wait for workloads' first SVIDs (bounded) */
 	ConfigAgent *agents;
 	size_t n_agents;
-	KvMsg **identities;    /* one register message (kind=identity) per identities.d file */
+	KvMsg **identities; /* one register message (kind=identity) per identities.d file */
 	char **identity_files;
 	size_t n_identities;
 } Config;

@@ -93,7 +93,8 @@ static int op_register(Control *c, const KvMsg *req, KvMsg *reply)
 		return reply_error(reply, r, why);
 	if (reg->kind == REGISTRATION_SELF) {
 		registration_free(reg);
-		return reply_error(reply, -EINVAL, "self/ comes from the config, not from register");
+		return reply_error(reply, -EINVAL,
+				   "self/ comes from the config, not from register");
 	}
 	r = sessions_register(c->ctx.sessions, reg, kv_get(req, "ref"), true, &name, &refs, &why);
 	if (r < 0)
@@ -157,8 +158,7 @@ static int op_wait(Control *c, const KvMsg *req, KvMsg *reply)
 	return 0;
 }
 
-static void stream_of(Control *c, const char *name, char *agent, size_t al, char *stream,
-		      size_t sl)
+static void stream_of(Control *c, const char *name, char *agent, size_t al, char *stream, size_t sl)
 {
 	_cleanup_(workload_unrefp) Workload *w = sessions_get(c->ctx.sessions, name);
 	WorkloadStream ws = {};
@@ -404,7 +404,8 @@ static void accept_one(Control *c)
 static void *accept_thread(void *userdata)
 {
 	Control *c = userdata;
-	struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = c->stop_pipe[0], .events = POLLIN}};
+	struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN},
+			      {.fd = c->stop_pipe[0], .events = POLLIN}};
 
 	for (;;) {
 		if (poll(p, 2, -1) < 0) {

@@ -29,12 +29,12 @@ struct FsView {
 	SvidStore *store;
 	InodeTable *inodes;
 	const AccessPolicy *policy;
+	Notify *notify;
 	int64_t started;
 	pthread_mutex_t denial_lock;
 	char **denials; /* "<target>|<caller>" already logged */
 	size_t n_denials;
 	InoLedger *ledger;   /* an adopted connection's record of the previous daemon's inodes */
-	Notify *notify;
 	uint64_t epoch;      /* FUSE generation of file entries: differs per process */
 	FsViewRecovery rec;  /* atomics */
 };
@@ -45,7 +45,7 @@ static int64_t now_s(void)
 }
 
 int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
-	       FsView **ret)
+	       Notify *notify, FsView **ret)
 {
 	FsView *v = calloc(1, sizeof *v);
 
@@ -55,6 +55,7 @@ int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPo
 	v->store = store;
 	v->inodes = inodes;
 	v->policy = policy;
+	v->notify = notify;
 	v->started = now_s();
 	v->epoch = 1;
 	pthread_mutex_init(&v->denial_lock, NULL);
@@ -77,14 +78,14 @@ FsView *fsview_free(FsView *v)
 static void fill_stat(uint64_t ino, const InodeAttr *a, struct stat *st)
 {
 	*st = (struct stat){
-		.st_ino = ino,
-		.st_mode = a->mode,
-		.st_nlink = S_ISDIR(a->mode) ? 2 : 1,
-		.st_uid = a->uid,
-		.st_gid = a->gid,
-		.st_size = (off_t)a->size,
-		.st_blksize = 4096,
-		.st_blocks = (blkcnt_t)((a->size + 511) / 512),
+	    .st_ino = ino,
+	    .st_mode = a->mode,
+	    .st_nlink = S_ISDIR(a->mode) ? 2 : 1,
+	    .st_uid = a->uid,
+	    .st_gid = a->gid,
+	    .st_size = (off_t)a->size,
+	    .st_blksize = 4096,
+	    .st_blocks = (blkcnt_t)((a->size + 511) / 512),
 	};
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = a->mtime;
 }
@@ -137,8 +138,8 @@ static void log_denial(FsView *v, const char *target, const AccessCaller *c, con
 
 /* The workload directory entry (pods/<uid>, identities/<name>, self): entry timeout 0 so every
  * walk from above asks again, and the access rule. */
-static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target,
-			       const char *base, pid_t tid, FsEntry *ret)
+static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target, const char *base,
+			       pid_t tid, FsEntry *ret)
 {
 	_cleanup_(workload_unrefp) Workload *w = sessions_get(v->sessions, wname);
 	AccessCaller caller;
@@ -155,8 +156,11 @@ static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target
 		return r;
 	}
 	const Registration *reg = workload_registration(w);
-	InodeAttr attr = {.mode = S_IFDIR | 0555, .uid = reg->uid, .gid = reg->gid,
-			  .mtime = workload_changed_at(w), .slot = workload_slot(w),
+	InodeAttr attr = {.mode = S_IFDIR | 0555,
+			  .uid = reg->uid,
+			  .gid = reg->gid,
+			  .mtime = workload_changed_at(w),
+			  .slot = workload_slot(w),
 			  .owner = workload_dir_serial(w)};
 	if (!attr.mtime)
 		attr.mtime = v->started;
@@ -178,7 +182,8 @@ static int lookup_root(FsView *v, uint64_t parent, const char *name, pid_t tid, 
 			       : streq(name, "identities") ? TREE_INO_IDENTITIES
 							   : 0;
 		if (ino) {
-			*ret = (FsEntry){.ino = ino, .entry_timeout = FSVIEW_TIMEOUT,
+			*ret = (FsEntry){.ino = ino,
+					 .entry_timeout = FSVIEW_TIMEOUT,
 					 .attr_timeout = FSVIEW_TIMEOUT};
 			static_stat(v, ino, &ret->st);
 			return 0;
@@ -228,9 +233,12 @@ static int facts_of(const SvidSet *set, Facts *x)
 		x->tds[i] = svid_set_bundle_td(set, i);
 	for (size_t i = 0; i < nj; i++)
 		x->jtds[i] = svid_set_jwt_bundle_td(set, i);
-	x->f = (TreeFacts){.n_svids = n, .hints = x->hints,
+	x->f = (TreeFacts){.n_svids = n,
+			   .hints = x->hints,
 			   .own_trust_domain = n ? svid_set_trust_domain(set, 0) : NULL,
-			   .bundle_tds = x->tds, .n_bundle_tds = nb, .jwt_bundle_tds = x->jtds,
+			   .bundle_tds = x->tds,
+			   .n_bundle_tds = nb,
+			   .jwt_bundle_tds = x->jtds,
 			   .n_jwt_bundle_tds = nj};
 	return 0;
 }
@@ -264,7 +272,7 @@ static int render_status(FsView *v, Workload *w, const SvidSet *set, SvidBlob **
 }
 
 /* jwt/<audience> and custom jwt_svid files: a token fresh until half its lifetime. */
-static int lookup_jwt(FsView *v, Workload *w, const char *audience, FsEntry *ret)
+static int lookup_jwt(FsView *v, Workload *w, const char *audience, uint64_t jwt_dir, FsEntry *ret)
 {
 	const char *wname = workload_name(w);
 	_cleanup_(svid_blob_unrefp) SvidBlob *tok = NULL;
@@ -273,9 +281,19 @@ static int lookup_jwt(FsView *v, Workload *w, const char *audience, FsEntry *ret
 	InodeAttr a;
 	int idx, r;
 
+	char **before = NULL;
+	size_t n_before = 0;
+	if (workload_audiences(w, &before, &n_before) >= 0) {
+		for (size_t i = 0; i < n_before; i++)
+			free(before[i]);
+		free(before);
+	}
 	idx = workload_audience_index(w, audience);
 	if (idx < 0)
 		return idx == -E2BIG ? -ENOSPC : idx;
+	/* A new audience changes jwt/'s listing, which the kernel caches (no opendir). */
+	if ((size_t)idx >= n_before && jwt_dir)
+		notify_inval_inode(v->notify, jwt_dir);
 	r = svid_store_get_jwt(v->store, wname, audience, now, &tok, &fresh_until, &serial);
 	if (r == -ENOENT) {
 		r = sessions_fetch_jwt(v->sessions, wname, audience);
@@ -289,8 +307,12 @@ static int lookup_jwt(FsView *v, Workload *w, const char *audience, FsEntry *ret
 	const Registration *reg = workload_registration(w);
 	uint64_t ino = tree_ino(workload_slot(w), (uint16_t)(TREE_ID_FIRST_JWT + idx),
 				workload_jwt_serial(w, (unsigned)idx, serial));
-	InodeAttr attr = {.mode = S_IFREG | reg->key_mode, .uid = reg->uid, .gid = reg->gid,
-			  .mtime = now, .slot = workload_slot(w), .owner = workload_dir_serial(w),
+	InodeAttr attr = {.mode = S_IFREG | reg->key_mode,
+			  .uid = reg->uid,
+			  .gid = reg->gid,
+			  .mtime = now,
+			  .slot = workload_slot(w),
+			  .owner = workload_dir_serial(w),
 			  .generation = workload_generation(w)};
 	r = inode_table_add(v->inodes, ino, &attr, tok, &a);
 	if (r < 0)
@@ -302,8 +324,8 @@ static int lookup_jwt(FsView *v, Workload *w, const char *audience, FsEntry *ret
 }
 
 /* One attempt of a lookup inside a workload; -ESTALE asks the caller to retry. */
-static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
-			      uint32_t parent_serial, const char *name, FsEntry *ret)
+static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id, uint32_t parent_serial,
+			      const char *name, FsEntry *ret)
 {
 	_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
 	_cleanup_(tree_listing_freep) TreeListing *l = NULL;
@@ -322,7 +344,7 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
 		_cleanup_free_ char *aud = NULL;
 		if (tree_audience_decode(name, &aud) < 0)
 			return -ENOENT;
-		return lookup_jwt(v, w, aud, ret);
+		return lookup_jwt(v, w, aud, tree_ino(slot, TREE_ID_JWT_DIR, parent_serial), ret);
 	}
 	/* A dynamic directory (svids/<x>) from an older generation may mean another node now. */
 	if (parent_id >= TREE_ID_FIRST_DYNAMIC && parent_serial != (uint32_t)gen)
@@ -335,14 +357,17 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
 		return -ENOENT;
 
 	uint64_t ino;
-	InodeAttr attr = {.uid = reg->uid, .gid = reg->gid, .slot = slot,
-			  .owner = workload_dir_serial(w), .generation = gen,
+	InodeAttr attr = {.uid = reg->uid,
+			  .gid = reg->gid,
+			  .slot = slot,
+			  .owner = workload_dir_serial(w),
+			  .generation = gen,
 			  .mtime = workload_changed_at(w)};
 	if (!attr.mtime)
 		attr.mtime = svid_set_updated_at(set) ? svid_set_updated_at(set) : v->started;
 	switch (node->type) {
 	case TREE_NODE_JWT:
-		return lookup_jwt(v, w, node->audience, ret);
+		return lookup_jwt(v, w, node->audience, 0, ret);
 	case TREE_NODE_DIR:
 		ino = tree_ino(slot, node->id, gen);
 		attr.mode = S_IFDIR | 0555;
@@ -379,8 +404,8 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id,
 		if (r < 0)
 			return r;
 	}
-	*ret = (FsEntry){.ino = ino, .entry_timeout = FSVIEW_TIMEOUT,
-			 .attr_timeout = FSVIEW_TIMEOUT};
+	*ret =
+	    (FsEntry){.ino = ino, .entry_timeout = FSVIEW_TIMEOUT, .attr_timeout = FSVIEW_TIMEOUT};
 	fill_stat(ino, &a, &ret->st);
 	return 0;
 }
@@ -398,10 +423,9 @@ static int parent_workload(FsView *v, uint64_t parent, Workload **ret, uint16_t 
 	Workload *w = sessions_get_by_slot(v->sessions, slot);
 	if (!w)
 		return -ENOENT;
-	bool ok = id == TREE_ID_WORKLOAD
-			  ? serial == (uint32_t)workload_dir_serial(w)
-			  : inode_table_get(v->inodes, parent, &a, NULL) >= 0 &&
-				    a.owner == workload_dir_serial(w);
+	bool ok = id == TREE_ID_WORKLOAD ? serial == (uint32_t)workload_dir_serial(w)
+					 : inode_table_get(v->inodes, parent, &a, NULL) >= 0 &&
+					       a.owner == workload_dir_serial(w);
 	if (!ok) {
 		workload_unref(w);
 		return -ENOENT;
@@ -452,7 +476,8 @@ void fsview_set_ledger(FsView *v, InoLedger *l, uint64_t epoch, Notify *n)
 {
 	v->ledger = l;
 	v->epoch = epoch;
-	v->notify = n;
+	if (n)
+		v->notify = n;
 }
 
 void fsview_recovery(FsView *v, FsViewRecovery *ret)
@@ -654,7 +679,7 @@ static int readdir_static(FsView *v, uint64_t ino, Dirents *x)
 				     names[i]) < 0)
 				r = -ENOMEM;
 			_cleanup_(workload_unrefp) Workload *w =
-				r >= 0 ? sessions_get(v->sessions, wname) : NULL;
+			    r >= 0 ? sessions_get(v->sessions, wname) : NULL;
 			if (w)
 				r = dirents_add(x, names[i], workload_dir_ino(w), S_IFDIR);
 		}
@@ -692,7 +717,8 @@ int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n)
 				if (tree_audience_encode(aud[i], &enc) >= 0)
 					r = dirents_add(&x, enc,
 							tree_ino(workload_slot(w),
-								 (uint16_t)(TREE_ID_FIRST_JWT + i), 0),
+								 (uint16_t)(TREE_ID_FIRST_JWT + i),
+								 0),
 							S_IFREG);
 			}
 			for (size_t i = 0; i < n; i++)
@@ -706,9 +732,9 @@ int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n)
 				if (n->parent != id)
 					continue;
 				uint64_t cino = n->type == TREE_NODE_STATUS
-							? tree_ino(workload_slot(w), n->id,
-								   workload_status_serial(w))
-							: tree_ino(workload_slot(w), n->id, gen);
+						    ? tree_ino(workload_slot(w), n->id,
+							       workload_status_serial(w))
+						    : tree_ino(workload_slot(w), n->id, gen);
 				r = dirents_add(&x, n->name, cino,
 						n->type == TREE_NODE_DIR ? S_IFDIR : S_IFREG);
 			}

@@ -26,7 +26,7 @@ typedef struct FsView FsView;
 #define FSVIEW_TIMEOUT 86400.0 /* entries and attributes of immutable inodes */
 
 int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
-	       FsView **ret);
+	       Notify *notify, FsView **ret);
 FsView *fsview_free(FsView *v);
 /* Takeover: l (borrowed, may be NULL) records the previous daemon's file inodes; epoch is this
  * process's generation for file entries; n gets the invalidation of a name whose old inode
@@ -53,8 +53,7 @@ typedef struct FsEntry {
 } FsEntry;
 
 /* On success the kernel owns one lookup reference on ret->ino (FORGET gives it back). */
-int fsview_lookup(FsView *v, uint64_t parent, const char *name, pid_t caller_tid,
-		  FsEntry *ret);
+int fsview_lookup(FsView *v, uint64_t parent, const char *name, pid_t caller_tid, FsEntry *ret);
 int fsview_getattr(FsView *v, uint64_t ino, struct stat *ret, double *ret_timeout);
 /* The bytes of [off, off+size) as a blob reference plus the slice; 0-length at EOF. */
 int fsview_read(FsView *v, uint64_t ino, size_t size, off_t off, SvidBlob **ret_blob,

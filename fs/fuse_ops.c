@@ -44,8 +44,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	FsEntry e;
 	int r = fsview_lookup(view(req), parent, name, fuse_req_ctx(req)->pid, &e);
 
+	/* ENOENT is an answer, EACCES was logged once by the access check; the rest are faults. */
 	if (r < 0 && r != -ENOENT && r != -EACCES)
-		log_debug_errno(r, "lookup of %s in %#llx", name, (unsigned long long)parent);
+		log_warning_errno(r, "lookup of %s in directory %#llx failed", name,
+				  (unsigned long long)parent);
 	reply_entry(req, r, &e);
 }
 
@@ -117,8 +119,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		r = -ENOMEM;
 	for (size_t i = off < 0 ? 0 : (size_t)off; r >= 0 && i < n; i++) {
 		struct stat st = {.st_ino = d[i].ino, .st_mode = d[i].type};
-		size_t need = fuse_add_direntry(req, buf + used, size - used, d[i].name, &st,
-						(off_t)(i + 1));
+		size_t need =
+		    fuse_add_direntry(req, buf + used, size - used, d[i].name, &st, (off_t)(i + 1));
 		if (need > size - used)
 			break;
 		used += need;
@@ -143,15 +145,15 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 }
 
 const struct fuse_lowlevel_ops svidfs_fuse_ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.open = op_open,
-	.flush = op_flush,
-	.read = op_read,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.poll = op_poll,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .open = op_open,
+    .flush = op_flush,
+    .read = op_read,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .poll = op_poll,
 };

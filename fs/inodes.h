@@ -20,9 +20,9 @@ typedef struct InodeAttr {
 	gid_t gid;
 	int64_t mtime;
 	uint32_t slot;
-	uint64_t owner;      /* the workload's directory serial (slots are reused) */
+	uint64_t owner;	     /* the workload's directory serial (slots are reused) */
 	uint64_t generation; /* store generation the content belongs to (poll) */
-	size_t size;         /* filled from the blob */
+	size_t size;	     /* filled from the blob */
 } InodeAttr;
 
 int inode_table_new(InodeTable **ret);

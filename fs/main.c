@@ -100,12 +100,14 @@ static int clean_stale_mount(const char *path)
 		if (!dead && stat(path, &st) < 0 && errno == ENOTCONN)
 			dead = true;
 		if (!dead)
-			return k == 1 ? log_error_errno(-EBUSY, "%s is already mounted by a running "
-								"svidfs", path)
+			return k == 1 ? log_error_errno(-EBUSY,
+							"%s is already mounted by a running "
+							"svidfs",
+							path)
 				      : 0;
 		if (umount2(path, MNT_DETACH) < 0)
-			return log_error_errno(negative_errno(), "cannot detach the stale mount at %s",
-					       path);
+			return log_error_errno(negative_errno(),
+					       "cannot detach the stale mount at %s", path);
 		log_notice("detached a stale svidfs mount at %s (crashed run)", path);
 	}
 	return log_error_errno(-EBUSY, "%s: too many stale mounts", path);
@@ -693,7 +695,7 @@ static int run(Config *cfg)
 	if (r >= 0)
 		r = sessions_new(cfg, store, inodes, d->notify, &d->sessions);
 	if (r >= 0)
-		r = fsview_new(d->sessions, store, inodes, policy, &d->view);
+		r = fsview_new(d->sessions, store, inodes, policy, d->notify, &d->view);
 	if (r >= 0) {
 		ControlContext cc = {.cfg = cfg, .sessions = d->sessions, .store = store,
 				     .inodes = inodes, .started_at = (int64_t)ts.tv_sec,

@@ -15,8 +15,8 @@ typedef struct Notify Notify;
 
 int notify_new(Notify **ret);
 int notify_start(Notify *n, struct fuse_session *se);
-void notify_stop(Notify *n);       /* sends what is queued, then joins the thread */
-Notify *notify_free(Notify *n);    /* NULL-safe; stops first */
+void notify_stop(Notify *n);	/* sends what is queued, then joins the thread */
+Notify *notify_free(Notify *n); /* NULL-safe; stops first */
 
 void notify_inval_entry(Notify *n, uint64_t parent, const char *name);
 void notify_inval_inode(Notify *n, uint64_t ino);

@@ -310,14 +310,14 @@ void registration_tree_names(const Registration *r, TreeJwtName *buf, TreeNames 
 	for (size_t i = 0; i < n; i++)
 		buf[i] = (TreeJwtName){r->jwt[i].file_name, r->jwt[i].audience};
 	*ret = (TreeNames){
-		.layout = r->layout,
-		.svid_file_name = r->svid_file_name,
-		.svid_key_file_name = r->svid_key_file_name,
-		.svid_bundle_file_name = r->svid_bundle_file_name,
-		.jwt_bundle_file_name = r->jwt_bundle_file_name,
-		.jwt = buf,
-		.n_jwt = n,
-		.include_federated = r->include_federated,
+	    .layout = r->layout,
+	    .svid_file_name = r->svid_file_name,
+	    .svid_key_file_name = r->svid_key_file_name,
+	    .svid_bundle_file_name = r->svid_bundle_file_name,
+	    .jwt_bundle_file_name = r->jwt_bundle_file_name,
+	    .jwt = buf,
+	    .n_jwt = n,
+	    .include_federated = r->include_federated,
 	};
 }
 

@@ -25,11 +25,11 @@ typedef struct RegistrationJwt {
 
 typedef struct Registration {
 	RegistrationKind kind;
-	char *name;                     /* "pods/<uid>", "identities/<name>", "self" */
+	char *name; /* "pods/<uid>", "identities/<name>", "self" */
 	char *pod_uid, *namespace_, *service_account, *pod_name;
-	char **selectors;               /* "<type>:<value>" (pods: derived from the facts) */
+	char **selectors; /* "<type>:<value>" (pods: derived from the facts) */
 	size_t n_selectors;
-	char **agents;                  /* ordered failover list; empty: every configured agent */
+	char **agents; /* ordered failover list; empty: every configured agent */
 	size_t n_agents;
 	TreeLayout layout;
 	char *svid_file_name, *svid_key_file_name, *svid_bundle_file_name, *jwt_bundle_file_name;

@@ -29,7 +29,7 @@ typedef struct Agent {
 	AgentConn *conn;
 	AgentSub *x509_bundles, *jwt_bundles;
 	struct Sessions *s;
-	bool healthy;       /* as the failover logic sees it (with hysteresis) */
+	bool healthy;	    /* as the failover logic sees it (with hysteresis) */
 	int64_t changed_ms; /* when the raw health last flipped */
 	bool raw;
 } Agent;
@@ -66,7 +66,7 @@ struct Sessions {
 	AgentConn *self_conn;
 	AgentSub *self_jwt_bundles;
 
-	pthread_mutex_t ops; /* serialises subscribe/cancel sequences; outer lock */
+	pthread_mutex_t ops;  /* serialises subscribe/cancel sequences; outer lock */
 	pthread_mutex_t lock; /* the registry; inner lock, never held across agent calls */
 	pthread_cond_t changed;
 	Wls **hash;
@@ -204,8 +204,10 @@ static void on_x509(void *userdata, const SvidX509Update *u)
 		return;
 	int r = svid_store_update_x509(s->store, c->name, c->agent, u, now_s());
 	if (r < 0 && r != -ENOENT)
-		log_warning_errno(r, "update for %s from agent %s rejected; serving the last good "
-				     "state", c->name, c->agent);
+		log_warning_errno(r,
+				  "update for %s from agent %s rejected; serving the last good "
+				  "state",
+				  c->name, c->agent);
 	else if (r >= 0)
 		log_debug("%s: %zu SVID(s) from agent %s", c->name, u->n_svids, c->agent);
 }
@@ -262,10 +264,20 @@ static void on_store_change(void *userdata, const char *name, uint32_t slot, uin
 			notify_inval_entry(s->notify, dir, names[i]);
 			free(names[i]);
 		}
+		/* The listing may have changed too (bundle files, svids/): without opendir the
+		 * kernel caches it with the directory's pages; dropping them drops it. */
+		notify_inval_inode(s->notify, dir);
 		for (size_t i = 0; i < n_polls; i++)
 			notify_poll_wakeup(s->notify, polls[i]);
 	}
 	workload_unref(w);
+}
+
+static uint64_t parent_dir_ino(const Registration *r)
+{
+	return r->kind == REGISTRATION_POD	  ? TREE_INO_PODS
+	       : r->kind == REGISTRATION_IDENTITY ? TREE_INO_IDENTITIES
+						  : TREE_INO_ROOT;
 }
 
 /* ---- subscriptions ---- */
@@ -306,6 +318,20 @@ static void selectors_free(AgentSelector *sel, char **buf, size_t n)
 		free(buf[i]);
 	free(buf);
 	free(sel);
+}
+
+static const char *phase_text(const AgentSubState *st, char *buf, size_t len)
+{
+	switch (st->phase) {
+	case AGENT_SUB_STREAMING:
+		return "streaming";
+	case AGENT_SUB_CONNECTING:
+		return "connecting";
+	default:
+		snprintf(buf, len, "%s%s%.150s", agent_sub_phase_to_string(st->phase),
+			 st->last_error[0] ? ": " : "", st->last_error);
+		return buf;
+	}
 }
 
 /* Points `name` at agent position `pos` of its list (-1: none): cancels the old stream and
@@ -366,6 +392,8 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 		return log_error_errno(r, "cannot subscribe %s to agent %s", name, agent_name);
 	}
 	Workload *w = NULL;
+	AgentSubState st = {};
+	bool have_state = agent_sub_get_state(sub, &st) >= 0;
 	pthread_mutex_lock(&s->lock);
 	e = *hash_find(s, name);
 	if (e && e->epoch == epoch) {
@@ -379,8 +407,11 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 	if (w) {
 		/* Say who serves it now; the ticker refines the stream state. */
 		WorkloadStream ws = {};
+		char text[256];
 		snprintf(ws.agent, sizeof ws.agent, "%s", agent_name);
-		snprintf(ws.state, sizeof ws.state, "connecting");
+		snprintf(ws.state, sizeof ws.state, "%.180s",
+			 have_state ? phase_text(&st, text, sizeof text) : "connecting");
+		ws.last_message_at = have_state ? st.last_message_at : 0;
 		if (workload_set_stream(w, &ws)) {
 			workload_bump_status(w);
 			notify_inval_entry(s->notify, workload_dir_ino(w), "status.json");
@@ -522,24 +553,29 @@ int sessions_new(const Config *cfg, SvidStore *store, InodeTable *inodes, Notify
 	return 0;
 }
 
-static const char *phase_text(const AgentSubState *st, char *buf, size_t len)
+/* Whether an SVID of the workload expired after status.json was last rendered. */
+static bool expired_since_render(Sessions *s, Workload *w, int64_t now)
 {
-	switch (st->phase) {
-	case AGENT_SUB_STREAMING:
-		return "streaming";
-	case AGENT_SUB_CONNECTING:
-		return "connecting";
-	default:
-		snprintf(buf, len, "%s%s%.150s", agent_sub_phase_to_string(st->phase),
-			 st->last_error[0] ? ": " : "", st->last_error);
-		return buf;
+	SvidSet *set = NULL;
+	bool r = false;
+
+	if (svid_store_get(s->store, workload_name(w), &set) < 0)
+		return false;
+	int64_t rendered = workload_status_rendered_at(w);
+	for (size_t i = 0; i < svid_set_n_svids(set) && !r; i++) {
+		int64_t na = svid_set_not_after(set, i);
+		r = na > 0 && now > na && rendered <= na;
 	}
+	svid_set_unref(set);
+	return r;
 }
 
 /* One pass of the ticker: agent health with hysteresis, workload moves, stream facts. */
 static void tick(Sessions *s)
 {
 	int64_t ms = now_ms(), now = now_s();
+	static unsigned ticks;
+	bool expiry_check = ticks++ % (1000 / TICK_MS) == 0; /* about once a second */
 	_cleanup_free_ char **names = NULL;
 	size_t n = 0;
 
@@ -608,6 +644,8 @@ static void tick(Sessions *s)
 			if (!changed && st.phase != AGENT_SUB_STREAMING &&
 			    now - workload_status_rendered_at(w) >= STALE_STATUS_S)
 				changed = true; /* show the growing staleness */
+			if (!changed && expiry_check && expired_since_render(s, w, now))
+				changed = true; /* an SVID expired: status.json flags it */
 			if (changed) {
 				workload_bump_status(w);
 				workload_status_touch(w, now);
@@ -682,7 +720,8 @@ static int load_persisted(Sessions *s)
 		return -ENOMEM;
 	d = opendir(dir);
 	if (!d)
-		return errno == ENOENT ? 0 : log_error_errno(negative_errno(), "cannot open %s", dir);
+		return errno == ENOENT ? 0
+				       : log_error_errno(negative_errno(), "cannot open %s", dir);
 	while ((de = readdir(d))) {
 		size_t l = strlen(de->d_name);
 		if (de->d_name[0] == '.' || l < 6 || !streq(de->d_name + l - 5, ".conf"))
@@ -741,7 +780,8 @@ int sessions_start(Sessions *s)
 			r = agent_subscribe_jwt_bundles(a->conn, on_jwt_bundles, a,
 							&a->jwt_bundles);
 		if (r < 0)
-			return log_error_errno(r, "cannot subscribe to agent %s's bundles", a->name);
+			return log_error_errno(r, "cannot subscribe to agent %s's bundles",
+					       a->name);
 		/* Optimistic until proven otherwise, so the first subscriptions go to the first
 		 * agent of each list rather than waiting for the hysteresis. */
 		a->healthy = a->raw = true;
@@ -790,8 +830,8 @@ int sessions_start(Sessions *s)
 		else
 			registration_free(reg);
 		if (r < 0)
-			log_error_errno(r, "identity file %s refused%s%s", s->cfg->identity_files[i],
-					why ? ": " : "", why ? why : "");
+			log_error_errno(r, "identity file %s refused%s%s",
+					s->cfg->identity_files[i], why ? ": " : "", why ? why : "");
 	}
 	r = load_persisted(s);
 	if (r < 0)
@@ -1013,6 +1053,7 @@ int sessions_register(Sessions *s, Registration *reg, const char *ref, bool want
 		persist(s, workload_registration(e->w), e->refs, e->n_refs);
 	if (s->ledger)
 		(void)ino_ledger_set_workload(s->ledger, slot, workload_dir_serial(e->w), name);
+	notify_inval_inode(s->notify, parent_dir_ino(workload_registration(e->w)));
 	r = switch_agent(s, name, want);
 	pthread_mutex_unlock(&s->ops);
 	log_info("registered %s (ref %s)", name, ref);
@@ -1041,7 +1082,8 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 	for (size_t i = 0; i < e->n_refs;) {
 		if (!ref || streq(e->refs[i], ref)) {
 			free(e->refs[i]);
-			memmove(e->refs + i, e->refs + i + 1, (e->n_refs - i - 1) * sizeof *e->refs);
+			memmove(e->refs + i, e->refs + i + 1,
+				(e->n_refs - i - 1) * sizeof *e->refs);
 			e->n_refs--;
 		} else
 			i++;
@@ -1076,11 +1118,8 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 	for (size_t i = 0; r >= 0 && i < n_inos; i++)
 		notify_inval_inode(s->notify, inos[i]);
 	const Registration *reg = workload_registration(w);
-	notify_inval_entry(s->notify,
-			   reg->kind == REGISTRATION_POD	 ? TREE_INO_PODS
-			   : reg->kind == REGISTRATION_IDENTITY ? TREE_INO_IDENTITIES
-								 : TREE_INO_ROOT,
-			   workload_basename(w));
+	notify_inval_entry(s->notify, parent_dir_ino(reg), workload_basename(w));
+	notify_inval_inode(s->notify, parent_dir_ino(reg)); /* the cached listing */
 	/* Wake pollers: their workload is gone. */
 	char **names = NULL;
 	struct fuse_pollhandle **polls = NULL;
@@ -1183,7 +1222,8 @@ static int list_filtered(Sessions *s, int kind, bool base, char ***ret, size_t *
 	v = calloc(s->n + 1, sizeof *v);
 	for (size_t i = 0; v && i < s->n_hash; i++)
 		for (Wls *e = s->hash[i]; e; e = e->next_hash) {
-			if (kind >= 0 && workload_registration(e->w)->kind != (RegistrationKind)kind)
+			if (kind >= 0 &&
+			    workload_registration(e->w)->kind != (RegistrationKind)kind)
 				continue;
 			v[k] = strdup(base ? workload_basename(e->w) : workload_name(e->w));
 			if (!v[k])
@@ -1280,8 +1320,10 @@ int sessions_fetch_jwt(Sessions *s, const char *name, const char *audience)
 		return log_warning_errno(-ENOENT, "%s: agent %s issued no JWT-SVID for %s", name,
 					 agent, audience);
 	}
-	SvidJwtInput in = {.spiffe_id = jwts[0].spiffe_id, .token = jwts[0].token,
-			   .hint = jwts[0].hint, .expires_at = jwts[0].expires_at,
+	SvidJwtInput in = {.spiffe_id = jwts[0].spiffe_id,
+			   .token = jwts[0].token,
+			   .hint = jwts[0].hint,
+			   .expires_at = jwts[0].expires_at,
 			   .issued_at = jwts[0].issued_at};
 	r = svid_store_put_jwt(s->store, name, audience, &in);
 	agent_jwt_free(jwts, n);

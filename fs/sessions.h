@@ -40,8 +40,8 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 int sessions_wait(Sessions *s, const char *name, int timeout_ms, size_t *ret_svids);
 int sessions_resubscribe(Sessions *s, const char *name);
 
-Workload *sessions_get(Sessions *s, const char *name);         /* new ref, or NULL */
-Workload *sessions_get_by_slot(Sessions *s, uint32_t slot);    /* new ref, or NULL */
+Workload *sessions_get(Sessions *s, const char *name);	    /* new ref, or NULL */
+Workload *sessions_get_by_slot(Sessions *s, uint32_t slot); /* new ref, or NULL */
 /* Sorted basenames of one kind (pods/ or identities/); free each and the array. */
 int sessions_list(Sessions *s, RegistrationKind kind, char ***ret, size_t *ret_n);
 /* Every workload name, sorted. */

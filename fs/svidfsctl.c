@@ -106,9 +106,8 @@ static void print_list(const KvMsg *m)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
-					     {"help", no_argument, NULL, 'h'},
-					     {}};
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'}, {}};
 	const char *sock = SVIDFS_DEFAULT_CONTROL_SOCKET;
 	_cleanup_(kv_freep) KvMsg *req = NULL;
 	_cleanup_(kv_freep) KvMsg *reply = NULL;

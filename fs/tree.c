@@ -9,9 +9,9 @@
 #include "tree.h"
 
 static const char *const layout_names[_TREE_LAYOUT_MAX] = {
-	[TREE_LAYOUT_SPIFFE] = "spiffe",
-	[TREE_LAYOUT_SPIFFE_HELPER] = "spiffe-helper",
-	[TREE_LAYOUT_KUBERNETES_TLS] = "kubernetes-tls",
+    [TREE_LAYOUT_SPIFFE] = "spiffe",
+    [TREE_LAYOUT_SPIFFE_HELPER] = "spiffe-helper",
+    [TREE_LAYOUT_KUBERNETES_TLS] = "kubernetes-tls",
 };
 
 /* Names every workload directory has, whatever the layout. */
@@ -47,8 +47,7 @@ bool tree_name_valid(const char *name)
 }
 
 /* The three per-SVID roles of the spiffe-helper and kubernetes-tls layouts. */
-static void role_names(const TreeNames *n, const char **cert, const char **key,
-		       const char **bundle)
+static void role_names(const TreeNames *n, const char **cert, const char **key, const char **bundle)
 {
 	bool k8s = n->layout == TREE_LAYOUT_KUBERNETES_TLS;
 
@@ -105,8 +104,9 @@ int tree_names_validate(const TreeNames *n, const char **ret_reason)
 		}
 		for (size_t j = 0; j < ELEMENTSOF(reserved_names); j++)
 			if (streq(names[i], reserved_names[j])) {
-				*ret_reason = "file name clashes with status.json, jwt, jwt-bundles "
-					      "or svids";
+				*ret_reason =
+				    "file name clashes with status.json, jwt, jwt-bundles "
+				    "or svids";
 				return -EINVAL;
 			}
 		if (n->layout == TREE_LAYOUT_SPIFFE && i > 0 &&
@@ -164,8 +164,7 @@ static int listing_own(TreeListing *l, char *s, const char **ret)
 	return 0;
 }
 
-static int listing_add(TreeListing *l, const TreeNode *proto, uint16_t fixed_id,
-		       uint16_t *ret_id)
+static int listing_add(TreeListing *l, const TreeNode *proto, uint16_t fixed_id, uint16_t *ret_id)
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 16;
@@ -199,8 +198,13 @@ static char *td_file_name(const char *td, const char *suffix)
 static int add_file(TreeListing *l, uint16_t parent, const char *name, SvidFileKind kind,
 		    uint32_t svid, const char *arg, bool secret)
 {
-	TreeNode n = {.parent = parent, .type = TREE_NODE_FILE, .name = name, .kind = kind,
-		      .svid_index = svid, .arg = arg, .secret = secret};
+	TreeNode n = {.parent = parent,
+		      .type = TREE_NODE_FILE,
+		      .name = name,
+		      .kind = kind,
+		      .svid_index = svid,
+		      .arg = arg,
+		      .secret = secret};
 	return listing_add(l, &n, 0, NULL);
 }
 
@@ -217,7 +221,8 @@ static int add_svid_files(TreeListing *l, const TreeNames *names, const TreeFact
 			return r;
 		for (size_t i = 0; i < f->n_bundle_tds; i++) {
 			const char *name;
-			r = listing_own(l, td_file_name(f->bundle_tds[i], ".spiffe-trust-bundle.pem"), &name);
+			r = listing_own(
+			    l, td_file_name(f->bundle_tds[i], ".spiffe-trust-bundle.pem"), &name);
 			if (r < 0)
 				return r;
 			r = add_file(l, parent, name, SVID_FILE_TRUST_BUNDLE, svid,
@@ -275,9 +280,9 @@ int tree_listing_new(const TreeNames *names, const TreeFacts *f, TreeListing **r
 		if (names->jwt_bundle_file_name && f->own_trust_domain) {
 			for (size_t i = 0; i < f->n_jwt_bundle_tds; i++)
 				if (streq(f->jwt_bundle_tds[i], f->own_trust_domain)) {
-					r = add_file(l, TREE_ID_WORKLOAD, names->jwt_bundle_file_name,
-						     SVID_FILE_JWT_BUNDLE, 0, f->jwt_bundle_tds[i],
-						     false);
+					r = add_file(
+					    l, TREE_ID_WORKLOAD, names->jwt_bundle_file_name,
+					    SVID_FILE_JWT_BUNDLE, 0, f->jwt_bundle_tds[i], false);
 					if (r < 0)
 						return r;
 				}
@@ -286,8 +291,8 @@ int tree_listing_new(const TreeNames *names, const TreeFacts *f, TreeListing **r
 		/* Bundles are useful before the first SVID (a verifier-only workload). */
 		for (size_t i = 0; i < f->n_bundle_tds; i++) {
 			const char *name;
-			r = listing_own(l, td_file_name(f->bundle_tds[i], ".spiffe-trust-bundle.pem"),
-					&name);
+			r = listing_own(
+			    l, td_file_name(f->bundle_tds[i], ".spiffe-trust-bundle.pem"), &name);
 			if (r >= 0)
 				r = add_file(l, TREE_ID_WORKLOAD, name, SVID_FILE_TRUST_BUNDLE, 0,
 					     f->bundle_tds[i], false);
@@ -296,8 +301,10 @@ int tree_listing_new(const TreeNames *names, const TreeFacts *f, TreeListing **r
 		}
 	}
 	for (size_t i = 0; i < names->n_jwt; i++) {
-		TreeNode n = {.parent = TREE_ID_WORKLOAD, .type = TREE_NODE_JWT,
-			      .name = names->jwt[i].file_name, .audience = names->jwt[i].audience,
+		TreeNode n = {.parent = TREE_ID_WORKLOAD,
+			      .type = TREE_NODE_JWT,
+			      .name = names->jwt[i].file_name,
+			      .audience = names->jwt[i].audience,
 			      .secret = true};
 		r = listing_add(l, &n, 0, NULL);
 		if (r < 0)
@@ -309,14 +316,14 @@ int tree_listing_new(const TreeNames *names, const TreeFacts *f, TreeListing **r
 		const char *name;
 		TreeNodeType type;
 	} fixed[] = {
-		{TREE_ID_STATUS, "status.json", TREE_NODE_STATUS},
-		{TREE_ID_JWT_DIR, "jwt", TREE_NODE_DIR},
-		{TREE_ID_JWT_BUNDLES_DIR, "jwt-bundles", TREE_NODE_DIR},
-		{TREE_ID_SVIDS_DIR, "svids", TREE_NODE_DIR},
+	    {TREE_ID_STATUS, "status.json", TREE_NODE_STATUS},
+	    {TREE_ID_JWT_DIR, "jwt", TREE_NODE_DIR},
+	    {TREE_ID_JWT_BUNDLES_DIR, "jwt-bundles", TREE_NODE_DIR},
+	    {TREE_ID_SVIDS_DIR, "svids", TREE_NODE_DIR},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(fixed); i++) {
-		TreeNode n = {.parent = TREE_ID_WORKLOAD, .type = fixed[i].type,
-			      .name = fixed[i].name};
+		TreeNode n = {
+		    .parent = TREE_ID_WORKLOAD, .type = fixed[i].type, .name = fixed[i].name};
 		r = listing_add(l, &n, fixed[i].id, NULL);
 		if (r < 0)
 			return r;
@@ -336,7 +343,9 @@ int tree_listing_new(const TreeNames *names, const TreeFacts *f, TreeListing **r
 		r = svid_dir_name(l, f, i, &name);
 		if (r < 0)
 			return r;
-		TreeNode n = {.parent = TREE_ID_SVIDS_DIR, .type = TREE_NODE_DIR, .name = name,
+		TreeNode n = {.parent = TREE_ID_SVIDS_DIR,
+			      .type = TREE_NODE_DIR,
+			      .name = name,
 			      .svid_index = (uint32_t)i};
 		r = listing_add(l, &n, 0, &dir);
 		if (r >= 0)

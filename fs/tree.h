@@ -44,9 +44,9 @@ int tree_names_validate(const TreeNames *n, const char **ret_reason);
 /* Facts of one generation of a workload (borrowed). */
 typedef struct TreeFacts {
 	size_t n_svids;
-	const char *const *hints;        /* n_svids entries, "" for none */
-	const char *own_trust_domain;    /* of the default SVID; NULL without SVIDs */
-	const char *const *bundle_tds;   /* trust domains with an X.509 bundle file */
+	const char *const *hints;      /* n_svids entries, "" for none */
+	const char *own_trust_domain;  /* of the default SVID; NULL without SVIDs */
+	const char *const *bundle_tds; /* trust domains with an X.509 bundle file */
 	size_t n_bundle_tds;
 	const char *const *jwt_bundle_tds;
 	size_t n_jwt_bundle_tds;
@@ -54,9 +54,9 @@ typedef struct TreeFacts {
 
 typedef enum TreeNodeType {
 	TREE_NODE_DIR,
-	TREE_NODE_FILE,   /* rendered by svid_render(kind, svid_index, arg) */
+	TREE_NODE_FILE,	  /* rendered by svid_render(kind, svid_index, arg) */
 	TREE_NODE_STATUS, /* status.json */
-	TREE_NODE_JWT,    /* a JWT-SVID for `audience`, minted on lookup */
+	TREE_NODE_JWT,	  /* a JWT-SVID for `audience`, minted on lookup */
 	_TREE_NODE_TYPE_MAX,
 } TreeNodeType;
 
@@ -80,7 +80,7 @@ typedef struct TreeNode {
 	uint32_t svid_index;
 	const char *arg;      /* trust domain for per-domain files, else NULL */
 	const char *audience; /* TREE_NODE_JWT (custom jwt_svids names) */
-	bool secret;          /* holds a private key or token: key mode */
+	bool secret;	      /* holds a private key or token: key mode */
 } TreeNode;
 
 typedef struct TreeListing TreeListing;

@@ -56,8 +56,8 @@ int64_t workload_changed_at(Workload *w);
 int workload_poll(Workload *w, uint64_t generation, struct fuse_pollhandle *ph);
 
 typedef struct WorkloadStream {
-	char agent[64];       /* agent serving the workload ("" none) */
-	char state[192];      /* "streaming", "connecting", "backoff: <why>" ... */
+	char agent[64];	 /* agent serving the workload ("" none) */
+	char state[192]; /* "streaming", "connecting", "backoff: <why>" ... */
 	int64_t last_message_at;
 } WorkloadStream;
 /* true when agent or state changed (status.json must be re-rendered: a new serial). */
@@ -70,6 +70,6 @@ uint64_t workload_bump_status(Workload *w); /* a new serial for status.json */
 
 /* JWT audiences: a small index per audience (for inode numbers), and a daemon serial per
  * (audience, store token serial). */
-int workload_audience_index(Workload *w, const char *audience); /* >= 0, or -E2BIG */
+int workload_audience_index(Workload *w, const char *audience);	 /* >= 0, or -E2BIG */
 int workload_audiences(Workload *w, char ***ret, size_t *ret_n); /* copies */
 uint64_t workload_jwt_serial(Workload *w, unsigned index, uint64_t store_serial);

@@ -23,11 +23,15 @@ Test(access, v2_systemd_naming)
 {
 	AccessPolicy *p = policy("/");
 	char uid[ACCESS_UID_MAX];
-	cr_assert_eq(access_parse_pod_uid(p,
-		"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" UID_
-		".slice/cri-containerd-abc.scope\n", uid), 0);
+	cr_assert_eq(access_parse_pod_uid(
+			 p,
+			 "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" UID_
+			 ".slice/cri-containerd-abc.scope\n",
+			 uid),
+		     0);
 	cr_assert_str_eq(uid, UID);
-	cr_assert_eq(access_parse_pod_uid(p, "0::/kubepods.slice/kubepods-pod" UID_ ".slice\n", uid), 0);
+	cr_assert_eq(
+	    access_parse_pod_uid(p, "0::/kubepods.slice/kubepods-pod" UID_ ".slice\n", uid), 0);
 	cr_assert_str_eq(uid, UID);
 	access_policy_free(p);
 }
@@ -50,7 +54,8 @@ Test(access, host_processes_are_in_no_pod)
 	AccessPolicy *p = policy("/");
 	char uid[ACCESS_UID_MAX];
 	cr_assert_eq(access_parse_pod_uid(p, "0::/system.slice/sshd.service\n", uid), -ENOENT);
-	cr_assert_eq(access_parse_pod_uid(p, "0::/user.slice/user-0.slice/podman.scope\n", uid), -ENOENT);
+	cr_assert_eq(access_parse_pod_uid(p, "0::/user.slice/user-0.slice/podman.scope\n", uid),
+		     -ENOENT);
 	cr_assert_eq(access_parse_pod_uid(p, "0::/kubepods.slice\n", uid), -ENOENT);
 	cr_assert_eq(access_parse_pod_uid(p, "", uid), -ENOENT);
 	access_policy_free(p);
@@ -60,10 +65,15 @@ Test(access, root_restricts_where_pods_are_recognised)
 {
 	AccessPolicy *p = policy("/svidfs-test/");
 	char uid[ACCESS_UID_MAX];
-	cr_assert_eq(access_parse_pod_uid(p, "0::/kubepods.slice/kubepods-pod" UID_ ".slice\n", uid), -ENOENT);
-	cr_assert_eq(access_parse_pod_uid(p, "0::/svidfs-test/kubepods.slice/kubepods-pod" UID_ ".slice\n", uid), 0);
+	cr_assert_eq(
+	    access_parse_pod_uid(p, "0::/kubepods.slice/kubepods-pod" UID_ ".slice\n", uid),
+	    -ENOENT);
+	cr_assert_eq(access_parse_pod_uid(
+			 p, "0::/svidfs-test/kubepods.slice/kubepods-pod" UID_ ".slice\n", uid),
+		     0);
 	cr_assert_str_eq(uid, UID);
-	cr_assert_eq(access_parse_pod_uid(p, "0::/svidfs-testx/kubepods/pod" UID "\n", uid), -ENOENT);
+	cr_assert_eq(access_parse_pod_uid(p, "0::/svidfs-testx/kubepods/pod" UID "\n", uid),
+		     -ENOENT);
 	access_policy_free(p);
 }
 
@@ -71,8 +81,11 @@ Test(access, conflicting_lines_are_refused)
 {
 	AccessPolicy *p = policy("/");
 	char uid[ACCESS_UID_MAX];
-	cr_assert_eq(access_parse_pod_uid(p, "3:cpu:/kubepods/pod" UID "\n"
-					     "0::/kubepods/pod11111111-2222-3333-4444-555555555555\n", uid), -EINVAL);
+	cr_assert_eq(access_parse_pod_uid(p,
+					  "3:cpu:/kubepods/pod" UID "\n"
+					  "0::/kubepods/pod11111111-2222-3333-4444-555555555555\n",
+					  uid),
+		     -EINVAL);
 	access_policy_free(p);
 }
 

@@ -43,18 +43,20 @@ Test(config, file_then_flags)
 	char conf[128], ids[128], *err = NULL;
 	snprintf(ids, sizeof ids, "%s/ids", tmpdir);
 	mkdir(ids, 0700);
-	write_file("svidfs.conf", "# comment\n\n"
-				  "mountpoint = /run/x\n"
-				  "agent = child-01 unix:///run/spire/agent-sockets/child-01-socket\n"
-				  "agent=child-02 unix:///run/spire/agent-sockets/child-02-socket\n"
-				  "log_level = debug\n"
-				  "cgroup_root = /svidfs-test\n");
+	write_file("svidfs.conf",
+		   "# comment\n\n"
+		   "mountpoint = /run/x\n"
+		   "agent = child-01 unix:///run/spire/agent-sockets/child-01-socket\n"
+		   "agent=child-02 unix:///run/spire/agent-sockets/child-02-socket\n"
+		   "log_level = debug\n"
+		   "cgroup_root = /svidfs-test\n");
 	write_file("ids/node.conf", "name = node-agent\nselector = unix:uid:0\nuid=0\n");
 	write_file("ids/ignored.txt", "garbage\n");
 	snprintf(conf, sizeof conf, "%s/svidfs.conf", tmpdir);
 	char idflag[160];
 	snprintf(idflag, sizeof idflag, "--identities-dir=%s", ids);
-	char *argv[] = {"svidfs", "-c", conf, "--state-dir=/var/tmp/s", idflag, "-m", "/mnt/y", NULL};
+	char *argv[] = {"svidfs", "-c", conf,	  "--state-dir=/var/tmp/s",
+			idflag,	  "-m", "/mnt/y", NULL};
 	Config c;
 	cr_assert_eq(config_load(7, argv, &c, &err), 0, "%s", err ? err : "");
 	cr_assert_str_eq(c.mountpoint, "/mnt/y");
@@ -82,7 +84,8 @@ Test(config, agent_flags_replace_file_agents_and_defaults)
 	config_done(&c);
 	char idflag[160];
 	snprintf(idflag, sizeof idflag, "--identities-dir=%s/none", tmpdir);
-	char *argv2[] = {"svidfs", "-a", "a=unix:///tmp/a.sock", "--agent=b=unix:///tmp/b.sock", idflag, NULL};
+	char *argv2[] = {"svidfs", "-a", "a=unix:///tmp/a.sock", "--agent=b=unix:///tmp/b.sock",
+			 idflag,   NULL};
 	cr_assert_eq(config_load(5, argv2, &c, &err), 0);
 	cr_assert_eq(c.n_agents, 2);
 	cr_assert_str_eq(c.agents[0].name, "a");
@@ -133,7 +136,8 @@ static Registration *reg(const char *text, int expect)
 Test(registration, pod_selectors_and_defaults)
 {
 	Registration *r = reg("op=register\npod_uid=1234-abcd\nnamespace=ns1\nservice_account=sa1\n"
-			      "pod_name=web-0\nref=vol1\n", 0);
+			      "pod_name=web-0\nref=vol1\n",
+			      0);
 	cr_assert_str_eq(r->name, "pods/1234-abcd");
 	cr_assert_eq(r->n_selectors, 4);
 	cr_assert_str_eq(r->selectors[0], "k8s:pod-uid:1234-abcd");
@@ -174,7 +178,8 @@ Test(registration, custom_names_imply_spiffe_helper_and_round_trip)
 {
 	Registration *r = reg("pod_uid=u2\nsvid_file_name=tls.crt\nsvid_key_file_name=tls.key\n"
 			      "jwt_svid=token aud-1\njwt_svid=t2 https://x/y\n"
-			      "include_federated_domains=true\njwt_bundle_file_name=jb.json\n", 0);
+			      "include_federated_domains=true\njwt_bundle_file_name=jb.json\n",
+			      0);
 	cr_assert_eq(r->layout, TREE_LAYOUT_SPIFFE_HELPER);
 	cr_assert_eq(r->n_jwt, 2);
 	cr_assert_str_eq(r->jwt[1].audience, "https://x/y");
@@ -200,7 +205,8 @@ Test(registration, custom_names_imply_spiffe_helper_and_round_trip)
 
 Test(registration, identity)
 {
-	Registration *r = reg("kind=identity\nname=node-agent\nselector=unix:uid:0\nselector=unix:gid:0\n", 0);
+	Registration *r =
+	    reg("kind=identity\nname=node-agent\nselector=unix:uid:0\nselector=unix:gid:0\n", 0);
 	cr_assert_str_eq(r->name, "identities/node-agent");
 	cr_assert_eq(r->n_selectors, 2);
 	KvMsg *m = NULL;

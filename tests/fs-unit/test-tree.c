@@ -11,8 +11,12 @@ static const char *const jtds[] = {"example.org"};
 
 static TreeListing *build(const TreeNames *n, size_t n_svids, const char *const *hints)
 {
-	TreeFacts f = {.n_svids = n_svids, .hints = hints, .own_trust_domain = "example.org",
-		       .bundle_tds = tds, .n_bundle_tds = 2, .jwt_bundle_tds = jtds,
+	TreeFacts f = {.n_svids = n_svids,
+		       .hints = hints,
+		       .own_trust_domain = "example.org",
+		       .bundle_tds = tds,
+		       .n_bundle_tds = 2,
+		       .jwt_bundle_tds = jtds,
 		       .n_jwt_bundle_tds = 1};
 	TreeListing *l = NULL;
 	cr_assert_eq(tree_listing_new(n, &f, &l), 0);
@@ -24,16 +28,19 @@ Test(tree, spiffe_layout_names)
 	TreeNames n = {.layout = TREE_LAYOUT_SPIFFE};
 	const char *hints[] = {""};
 	TreeListing *l = build(&n, 1, hints);
-	const TreeNode *c = tree_listing_find(l, TREE_ID_WORKLOAD, "credential-bundle.private-key.pem");
+	const TreeNode *c =
+	    tree_listing_find(l, TREE_ID_WORKLOAD, "credential-bundle.private-key.pem");
 	cr_assert_not_null(c);
 	cr_assert_eq(c->kind, SVID_FILE_CREDENTIAL_BUNDLE);
 	cr_assert(c->secret);
-	const TreeNode *b = tree_listing_find(l, TREE_ID_WORKLOAD, "fed.example.spiffe-trust-bundle.pem");
+	const TreeNode *b =
+	    tree_listing_find(l, TREE_ID_WORKLOAD, "fed.example.spiffe-trust-bundle.pem");
 	cr_assert_not_null(b);
 	cr_assert_eq(b->kind, SVID_FILE_TRUST_BUNDLE);
 	cr_assert_str_eq(b->arg, "fed.example");
 	cr_assert_not(b->secret);
-	cr_assert_not_null(tree_listing_find(l, TREE_ID_WORKLOAD, "example.org.spiffe-trust-bundle.pem"));
+	cr_assert_not_null(
+	    tree_listing_find(l, TREE_ID_WORKLOAD, "example.org.spiffe-trust-bundle.pem"));
 	cr_assert_eq(tree_listing_find(l, TREE_ID_WORKLOAD, "status.json")->id, TREE_ID_STATUS);
 	cr_assert_eq(tree_listing_find(l, TREE_ID_WORKLOAD, "jwt")->type, TREE_NODE_DIR);
 	const TreeNode *j = tree_listing_find(l, TREE_ID_JWT_BUNDLES_DIR, "example.org.jwks");
@@ -64,9 +71,12 @@ Test(tree, spiffe_helper_and_kubernetes_tls_defaults)
 Test(tree, custom_names_and_jwt_files)
 {
 	TreeJwtName jwt[] = {{"token.jwt", "https://api.example/x"}};
-	TreeNames n = {.layout = TREE_LAYOUT_SPIFFE_HELPER, .svid_file_name = "tls.crt",
-		       .svid_key_file_name = "tls.key", .jwt_bundle_file_name = "jwt.json",
-		       .jwt = jwt, .n_jwt = 1};
+	TreeNames n = {.layout = TREE_LAYOUT_SPIFFE_HELPER,
+		       .svid_file_name = "tls.crt",
+		       .svid_key_file_name = "tls.key",
+		       .jwt_bundle_file_name = "jwt.json",
+		       .jwt = jwt,
+		       .n_jwt = 1};
 	const char *reason = NULL;
 	cr_assert_eq(tree_names_validate(&n, &reason), 0);
 	const char *hints[] = {""};
@@ -90,7 +100,8 @@ Test(tree, name_validation)
 	cr_assert_not(tree_name_valid("a/b"));
 	cr_assert_not(tree_name_valid(""));
 	cr_assert_not(tree_name_valid("a b"));
-	TreeNames clash = {.layout = TREE_LAYOUT_SPIFFE_HELPER, .svid_file_name = "x.pem",
+	TreeNames clash = {.layout = TREE_LAYOUT_SPIFFE_HELPER,
+			   .svid_file_name = "x.pem",
 			   .svid_key_file_name = "x.pem"};
 	cr_assert_eq(tree_names_validate(&clash, &reason), -EINVAL);
 	cr_assert_not_null(reason);

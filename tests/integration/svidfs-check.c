@@ -72,8 +72,8 @@ static ssize_t read_file(const char *path, char *buf, size_t cap)
 
 /* Leaf serial of PEM text; key match check when the text (or keytext) holds a key. Returns 0,
  * -EBADMSG when incomplete or mismatched. */
-static int inspect(const char *text, size_t len, const char *keytext, size_t keylen,
-		   char *serial, size_t serial_len)
+static int inspect(const char *text, size_t len, const char *keytext, size_t keylen, char *serial,
+		   size_t serial_len)
 {
 	BIO *b = BIO_new_mem_buf(text, (int)len);
 	X509 *leaf = NULL;
@@ -276,8 +276,8 @@ static int cmd_rotate(const char *file, long n, long readers, char **command)
 	R.file = file;
 	R.rot = calloc((size_t)n + 1, sizeof *R.rot);
 	ssize_t len = read_file(file, buf, MAX_FILE);
-	if (len < 0 || inspect(buf, (size_t)len, NULL, 0, R.rot[0].serial, sizeof R.rot[0].serial) <
-				0) {
+	if (len < 0 ||
+	    inspect(buf, (size_t)len, NULL, 0, R.rot[0].serial, sizeof R.rot[0].serial) < 0) {
 		fprintf(stderr, "cannot read %s\n", file);
 		return 2;
 	}
@@ -297,7 +297,8 @@ static int cmd_rotate(const char *file, long n, long readers, char **command)
 		char serial[128] = "";
 		for (;;) {
 			len = read_file(file, buf, MAX_FILE);
-			if (len >= 0 && inspect(buf, (size_t)len, NULL, 0, serial, sizeof serial) == 0 &&
+			if (len >= 0 &&
+			    inspect(buf, (size_t)len, NULL, 0, serial, sizeof serial) == 0 &&
 			    strcmp(serial, R.rot[i - 1].serial) != 0)
 				break;
 			if (now_us() - start > 10 * 1000000) {
@@ -319,14 +320,15 @@ done:
 	size_t done_n = __atomic_load_n(&R.n_rot, __ATOMIC_ACQUIRE) - 1;
 	qsort(lat, done_n, sizeof *lat, cmp_i64);
 	printf("rotations=%zu reads=%llu torn=%llu stale=%llu errors=%llu\n", done_n,
-	       (unsigned long long)R.reads, (unsigned long long)R.torn,
-	       (unsigned long long)R.stale, (unsigned long long)R.errors);
+	       (unsigned long long)R.reads, (unsigned long long)R.torn, (unsigned long long)R.stale,
+	       (unsigned long long)R.errors);
 	if (done_n) {
 		qsort(lat_daemon, done_n, sizeof *lat_daemon, cmp_i64);
 		printf("latency_us median=%lld p99=%lld max=%lld\n", (long long)lat[done_n / 2],
 		       (long long)lat[(done_n * 99) / 100], (long long)lat[done_n - 1]);
 		printf("sent_to_open_us median=%lld p99=%lld max=%lld\n",
-		       (long long)lat_daemon[done_n / 2], (long long)lat_daemon[(done_n * 99) / 100],
+		       (long long)lat_daemon[done_n / 2],
+		       (long long)lat_daemon[(done_n * 99) / 100],
 		       (long long)lat_daemon[done_n - 1]);
 	}
 	if (R.errors)

@@ -73,6 +73,23 @@ check "status.json shows streaming again" wait_for grep -q '"stream_state": "str
 check "rotation works after the restart" sh -c "'$DEVAGENT' ctl --control '$T/b.ctl' rotate >/dev/null"
 check "and is visible" wait_for sh -c "[ \"\$('$CHECK' serial '$MNT/pods/$Q/credential-bundle.private-key.pem')\" != '$before' ]"
 
+# --- an expired SVID is still served, flagged ---
+start_agent c --auto-k8s --svid-ttl 3s || exit 1
+stop_daemon
+start_daemon -a "a=unix://$T/a.admin" -a "b=unix://$T/b.admin" -a "c=unix://$T/c.admin" \
+	--failover-ms 500 || exit 1
+E=$(uuid)
+register_pod "$E" agent=c
+EF=$MNT/pods/$E/credential-bundle.private-key.pem
+agentctl c stall 6000 >/dev/null
+stalled=$(serial_of "$EF")
+check "an SVID that expires while the agent is silent is flagged in status.json" \
+	wait_for grep -q '"expired": true' "$MNT/pods/$E/status.json"
+expect_eq "and svidfsctl status says expired" true "$(ctl status "$E" | awk '$1 == "expired" { print $2 }')"
+expect_eq "the expired SVID is still served" "$stalled" "$(serial_of "$EF")"
+check "a fresh SVID replaces it when the agent speaks again" \
+	wait_for sh -c "grep -q '\"expired\": false' '$MNT/pods/$E/status.json' && [ \"\$('$CHECK' serial '$EF')\" != '$stalled' ]"
+
 # --- resubscribe ---
 check "svidfsctl resubscribe" ctl resubscribe "$P"
 check "files still served after a resubscribe" wait_for "$CHECK" keymatch "$CB"

@@ -144,6 +144,23 @@ check "jwt-bundles of a federating workload has the federated domain" \
 expect_eq "include_federated_domains appends the federated bundle" 2 \
 	"$(grep -c 'BEGIN CERTIFICATE' "$MNT/pods/$P6/svid_bundle.pem")"
 
+# --- listings follow changes (regression: without opendir the kernel caches listings) ---
+ls "$MNT/pods" >/dev/null
+L=$(uuid)
+ctl register pod_uid="$L" ref=vl >/dev/null
+check "ls pods/ shows a pod registered after an earlier listing" sh -c "ls '$MNT/pods' | grep -qx '$L'"
+expect_eq "a pod with no SVID yet lists only the fixed entries" "jwt jwt-bundles status.json svids" \
+	"$(ls "$MNT/pods/$L" | tr '\n' ' ' | sed 's/ $//')"
+agentctl a add-entry "spiffe://example.org/late selectors=k8s:pod-uid:$L" >/dev/null
+check "its listing shows the credential files once the SVID arrives" \
+	wait_for sh -c "ls '$MNT/pods/$L' | grep -qx credential-bundle.private-key.pem"
+ls "$D/jwt" >/dev/null
+cat "$D/jwt/second-audience" >/dev/null
+check "ls jwt/ shows an audience looked up after an earlier listing" \
+	sh -c "ls '$D/jwt' | grep -qx second-audience"
+ctl unregister "$L" >/dev/null
+check "ls pods/ drops an unregistered pod" not sh -c "ls '$MNT/pods' | grep -qx '$L'"
+
 # --- host view ---
 check "host root can list pods/" sh -c "ls '$MNT/pods' | grep -q '$P1'"
 check "svidfsctl list shows SPIFFE IDs and the agent" \
