@@ -203,6 +203,13 @@ static int run(Config *cfg)
 	r = access_policy_new(cfg->cgroup_root, cfg->pod_pattern, &policy);
 	if (r < 0)
 		return log_error_errno(r, "bad cgroup_root or pod_pattern");
+	{
+		char own[ACCESS_UID_MAX];
+		if (access_policy_trust_own_pod(policy, NULL, own) > 0)
+			log_info("running in pod %s: its containers (the CSI plugin) may enter every "
+				 "pod directory; other pods only their own",
+				 own);
+	}
 	/* Generations and serials start above any earlier run's: microseconds of wall clock. */
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t base = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
