@@ -29,6 +29,7 @@
 #include "sessions.h"
 #include "store.h"
 #include "workload.h"
+#include "util.h"
 
 /* Decodes the octal escapes of /proc/self/mountinfo fields in place. */
 static void unescape(char *s)
@@ -103,24 +104,6 @@ static int clean_stale_mount(const char *path)
 	return log_error_errno(-EBUSY, "%s: too many stale mounts", path);
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-	_cleanup_free_ char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	for (char *c = p + 1; *c; c++) {
-		if (*c != '/')
-			continue;
-		*c = 0;
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			return negative_errno();
-		*c = '/';
-	}
-	if (mkdir(p, mode) < 0 && errno != EEXIST)
-		return negative_errno();
-	return 0;
-}
-
 /* Everything about mounting lives here, so that adopting a live /dev/fuse fd later (restart
  * survival) replaces one function. */
 static int fuse_mount_start(const Config *cfg, FsView *view, struct fuse_session **ret)
@@ -135,7 +118,7 @@ static int fuse_mount_start(const Config *cfg, FsView *view, struct fuse_session
 	r = clean_stale_mount(cfg->mountpoint);
 	if (r < 0)
 		return r;
-	r = mkdir_p(cfg->mountpoint, 0755);
+	r = mkdir_p(cfg->mountpoint, 0755, 0755);
 	if (r < 0)
 		return log_error_errno(r, "cannot create the mountpoint %s", cfg->mountpoint);
 	se = fuse_session_new(&args, &svidfs_fuse_ops, sizeof svidfs_fuse_ops, view);
