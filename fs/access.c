@@ -15,6 +15,7 @@
 struct AccessPolicy {
 	char *root; /* without trailing '/'; "" for anywhere */
 	regex_t re;
+	char own_uid[ACCESS_UID_MAX]; /* the daemon's own pod, "" when none */
 };
 
 int access_policy_new(const char *cgroup_root, const char *pod_pattern, AccessPolicy **ret)
@@ -154,6 +155,26 @@ void access_caller_from_proc(const AccessPolicy *p, const char *proc_root, pid_t
 		return; /* two pods at once: leave it unknown, so denied */
 	ret->known = true;
 	ret->in_pod = r == 0;
+	if (ret->in_pod && p->own_uid[0] && streq(ret->pod_uid, p->own_uid)) {
+		ret->in_pod = false;
+		ret->own_pod = true;
+	}
+}
+
+int access_policy_trust_own_pod(AccessPolicy *p, const char *proc_root,
+				char ret_uid[ACCESS_UID_MAX])
+{
+	AccessCaller self;
+	int r;
+
+	p->own_uid[0] = 0;
+	access_caller_from_proc(p, proc_root, getpid(), &self);
+	r = self.known && self.in_pod;
+	if (r) {
+		memcpy(p->own_uid, self.pod_uid, ACCESS_UID_MAX);
+		memcpy(ret_uid, self.pod_uid, ACCESS_UID_MAX);
+	}
+	return r;
 }
 
 int access_check(const AccessCaller *c, AccessTarget t, const char *target_name,

@@ -22,6 +22,14 @@ typedef struct AccessPolicy AccessPolicy;
 int access_policy_new(const char *cgroup_root, const char *pod_pattern, AccessPolicy **ret);
 AccessPolicy *access_policy_free(AccessPolicy *p); /* NULL-safe */
 
+/* svidfs runs in a DaemonSet pod next to its CSI plugin, which walks from the mount root into
+ * every pod's directory to bind-mount it. Callers in the daemon's own pod are therefore treated
+ * as node components (governed by modes), not as a pod. Reads <proc_root>/<own pid>/cgroup
+ * (proc_root NULL: "/proc"); returns 1 and fills ret_uid when the daemon is in a pod, 0 when
+ * not (nothing is trusted then). */
+int access_policy_trust_own_pod(AccessPolicy *p, const char *proc_root,
+				char ret_uid[ACCESS_UID_MAX]);
+
 /* 0 with the lowercase, dashed pod UID; -ENOENT when the caller is in no pod cgroup; -EINVAL
  * when two lines name different pods. */
 int access_parse_pod_uid(const AccessPolicy *p, const char *cgroup_text,
@@ -38,6 +46,7 @@ typedef struct AccessCaller {
 	pid_t tid;  /* 0: not visible in the daemon's pid namespace */
 	bool known; /* the cgroup could be read */
 	bool in_pod;
+	bool own_pod; /* in the daemon's own pod: a node component, in_pod is false */
 	char pod_uid[ACCESS_UID_MAX];
 } AccessCaller;
 

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "macro.h"
 #include "registration.h"
+#include "util.h"
 
 #define MAX_REQUEST (64 * 1024)
 #define IDLE_TIMEOUT_MS (5 * 60 * 1000)
@@ -422,28 +423,6 @@ static void *accept_thread(void *userdata)
 	return NULL;
 }
 
-static int mkdir_parents(const char *path)
-{
-	_cleanup_free_ char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	char *slash = strrchr(p, '/');
-	if (!slash || slash == p)
-		return 0;
-	*slash = 0;
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			return negative_errno();
-		*s = '/';
-	}
-	if (mkdir(p, 0700) < 0 && errno != EEXIST)
-		return negative_errno();
-	return 0;
-}
-
 int control_start(Control *c)
 {
 	const char *path = c->ctx.cfg->control_socket;
@@ -453,7 +432,7 @@ int control_start(Control *c)
 	if (strlen(path) >= sizeof sa.sun_path)
 		return log_error_errno(-ENAMETOOLONG, "control socket path %s is too long", path);
 	strcpy(sa.sun_path, path);
-	r = mkdir_parents(path);
+	r = mkdir_parents(path, 0755, 0700);
 	if (r < 0)
 		return log_error_errno(r, "cannot create the directory of %s", path);
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

@@ -37,6 +37,7 @@
 #include "sessions.h"
 #include "store.h"
 #include "workload.h"
+#include "util.h"
 
 DEFINE_CLEANUP_FUNC(KvMsg, kv_free)
 
@@ -111,24 +112,6 @@ static int clean_stale_mount(const char *path)
 		log_notice("detached a stale svidfs mount at %s (crashed run)", path);
 	}
 	return log_error_errno(-EBUSY, "%s: too many stale mounts", path);
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	_cleanup_free_ char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	for (char *c = p + 1; *c; c++) {
-		if (*c != '/')
-			continue;
-		*c = 0;
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			return negative_errno();
-		*c = '/';
-	}
-	if (mkdir(p, mode) < 0 && errno != EEXIST)
-		return negative_errno();
-	return 0;
 }
 
 /* ---- takeover: the FUSE connection outlives the daemon (docs/takeover.md) ---- */
@@ -376,7 +359,7 @@ static int fuse_mount_start(Daemon *d)
 		r = clean_stale_mount(cfg->mountpoint);
 		if (r < 0)
 			return r;
-		r = mkdir_p(cfg->mountpoint, 0755);
+		r = mkdir_p(cfg->mountpoint, 0755, 0755);
 		if (r < 0)
 			return log_error_errno(r, "cannot create the mountpoint %s", cfg->mountpoint);
 		r = fuse_conn_mount(cfg->mountpoint, "svidfs", &d->conn);
@@ -681,6 +664,13 @@ static int run(Config *cfg)
 	if (r < 0) {
 		log_error_errno(r, "bad cgroup_root or pod_pattern");
 		goto out;
+	}
+	{
+		char own[ACCESS_UID_MAX];
+		if (access_policy_trust_own_pod(policy, NULL, own) > 0)
+			log_info("running in pod %s: its containers (the CSI plugin) may enter every "
+				 "pod directory; other pods only their own",
+				 own);
 	}
 	/* Generations and serials start above any earlier run's: microseconds of wall clock. */
 	clock_gettime(CLOCK_REALTIME, &ts);

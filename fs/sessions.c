@@ -19,6 +19,7 @@
 #include "sessions.h"
 #include "ledger.h"
 #include "tree.h"
+#include "util.h"
 
 #define SELF_SOURCE "workload-api"
 #define TICK_MS 250
@@ -449,24 +450,6 @@ static int state_path(Sessions *s, const Registration *r, char **ret)
 	return 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-	_cleanup_free_ char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	for (char *c = p + 1; *c; c++) {
-		if (*c != '/')
-			continue;
-		*c = 0;
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
-			return negative_errno();
-		*c = '/';
-	}
-	if (mkdir(p, mode) < 0 && errno != EEXIST)
-		return negative_errno();
-	return 0;
-}
-
 /* Writes the registration and its refs (no secrets) atomically; unlinks it with no refs. */
 static int persist(Sessions *s, const Registration *r, char **refs, size_t n_refs)
 {
@@ -487,7 +470,7 @@ static int persist(Sessions *s, const Registration *r, char **refs, size_t n_ref
 	if (asprintf(&dir, "%s/registrations", s->cfg->state_dir) < 0 ||
 	    asprintf(&tmp, "%s.tmp", path) < 0)
 		return log_error_errno(-ENOMEM, "cannot persist %s", r->name);
-	k = mkdir_p(dir, 0700);
+	k = mkdir_p(dir, 0755, 0700);
 	if (k < 0)
 		return log_error_errno(k, "cannot create %s", dir);
 	k = kv_new(&m);

@@ -20,6 +20,7 @@
 #include "mountinfo.h"
 #include "publish.h"
 #include "volctx.h"
+#include "util.h"
 
 #define CTL_TIMEOUT_MS 5000 /* one control request (the wait op adds its own timeout) */
 #define WAIT_SLICE_MS 1000  /* wait in slices so shutdown and deadlines are noticed */
@@ -72,28 +73,6 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-}
-
-static const char *code_name(grpc_status_code c)
-{
-	static const char *const n[] = {"OK",
-					"CANCELLED",
-					"UNKNOWN",
-					"INVALID_ARGUMENT",
-					"DEADLINE_EXCEEDED",
-					"NOT_FOUND",
-					"ALREADY_EXISTS",
-					"PERMISSION_DENIED",
-					"RESOURCE_EXHAUSTED",
-					"FAILED_PRECONDITION",
-					"ABORTED",
-					"OUT_OF_RANGE",
-					"UNIMPLEMENTED",
-					"INTERNAL",
-					"UNAVAILABLE",
-					"DATA_LOSS",
-					"UNAUTHENTICATED"};
-	return (unsigned)c < ELEMENTSOF(n) ? n[c] : "?";
 }
 
 int publisher_new(const PublisherConfig *cfg, Publisher **ret)
@@ -560,7 +539,7 @@ static void log_outcome_detail(const char *what, const char *ns, const char *nam
 			 uid, volume, target, ms, detail ? detail : "");
 	else
 		log_warning("%s pod=%s/%s uid=%s volume=%s target=%s: %s: %s (%.1f ms)", what, ns,
-			    name, uid, volume, target, code_name(st->code), st->message, ms);
+			    name, uid, volume, target, grpc_status_name(st->code), st->message, ms);
 }
 
 static void log_outcome(const char *what, const char *ns, const char *name, const char *uid,
@@ -692,7 +671,7 @@ void publisher_unpublish(Publisher *p, const Csi__V1__NodeUnpublishVolumeRequest
 		log_warning("unpublish volume=%s: %s: %s",
 			    volctx_check_volume_id(req->volume_id, NULL, 0) == 0 ? req->volume_id
 										 : "?",
-			    code_name(st->code), st->message);
+			    grpc_status_name(st->code), st->message);
 		return;
 	}
 	const char *vol = req->volume_id, *target = req->target_path;

@@ -17,6 +17,7 @@
 #include "csi.pb-c.h"
 #include "kubelet.h"
 #include "wrappers.pb-c.h"
+#include "util.h"
 
 struct Kubelet {
 	grpc_channel *ch;
@@ -186,23 +187,6 @@ void kubelet_random_uid(char out[37])
 		 b[13], b[14], b[15]);
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[512];
-
-	snprintf(buf, sizeof buf, "%s", path);
-	for (char *p = buf + 1; *p; p++)
-		if (*p == '/') {
-			*p = 0;
-			if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-				return -errno;
-			*p = '/';
-		}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 void kubelet_volume_set(KubeletVolume *v, const char *key, const char *value)
 {
 	for (size_t i = 0; i < v->n_ctx; i++)
@@ -244,7 +228,7 @@ int kubelet_pod_init(KubeletVolume *v, const char *kubelet_root, const char *pod
 	kubelet_volume_set(v, "csi.storage.k8s.io/pod.uid", v->pod_uid);
 	kubelet_volume_set(v, "csi.storage.k8s.io/serviceAccount.name", v->sa);
 	kubelet_volume_set(v, "csi.storage.k8s.io/ephemeral", "true");
-	return mkdir_p(parent, 0750);
+	return mkdir_p(parent, 0750, 0750);
 }
 
 int kubelet_publish_only(Kubelet *k, const KubeletVolume *v, char *msg, size_t msglen,
@@ -381,24 +365,5 @@ int kubelet_probe(Kubelet *k, bool *ret_ready)
 
 const char *kubelet_code_name(int c)
 {
-	static const char *const n[] = {"OK",
-					"CANCELLED",
-					"UNKNOWN",
-					"INVALID_ARGUMENT",
-					"DEADLINE_EXCEEDED",
-					"NOT_FOUND",
-					"ALREADY_EXISTS",
-					"PERMISSION_DENIED",
-					"RESOURCE_EXHAUSTED",
-					"FAILED_PRECONDITION",
-					"ABORTED",
-					"OUT_OF_RANGE",
-					"UNIMPLEMENTED",
-					"INTERNAL",
-					"UNAVAILABLE",
-					"DATA_LOSS",
-					"UNAUTHENTICATED"};
-	if (c < 0)
-		return "LOCAL_ERROR";
-	return (unsigned)c < sizeof n / sizeof n[0] ? n[c] : "?";
+	return c < 0 ? "LOCAL_ERROR" : grpc_status_name(c);
 }

@@ -145,3 +145,56 @@ Test(access, caller_from_fake_proc)
 	rmdir(path);
 	rmdir(dir);
 }
+
+static void fake_cgroup(const char *dir, int pid, const char *line)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/%d", dir, pid);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/%d/cgroup", dir, pid);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(line, f);
+	fclose(f);
+}
+
+#define UID2 "9d1e3c2a-1111-4222-8333-944455556666"
+
+/* Regression (CSI review): the CSI plugin runs in svidfs's own DaemonSet pod and walks into every
+ * pod's directory to bind-mount it; callers in the daemon's own pod must not count as a pod. */
+Test(access, daemons_own_pod_is_a_node_component)
+{
+	char dir[] = "/tmp/svidfs-access.XXXXXX", uid[ACCESS_UID_MAX];
+	cr_assert_not_null(mkdtemp(dir));
+	AccessPolicy *p = policy("/");
+	AccessCaller c;
+	const char *why;
+
+	/* Not in a pod: nothing is trusted. */
+	fake_cgroup(dir, getpid(), "0::/system.slice/svidfs.service\n");
+	cr_assert_eq(access_policy_trust_own_pod(p, dir, uid), 0);
+	fake_cgroup(dir, 42, "0::/kubepods/pod" UID "/csi\n");
+	access_caller_from_proc(p, dir, 42, &c);
+	cr_assert(c.in_pod);
+
+	/* In pod UID: its containers (the CSI plugin) may enter any pod directory... */
+	fake_cgroup(dir, getpid(), "0::/kubepods/pod" UID "/svidfs\n");
+	cr_assert_eq(access_policy_trust_own_pod(p, dir, uid), 1);
+	cr_assert_str_eq(uid, UID);
+	access_caller_from_proc(p, dir, 42, &c);
+	cr_assert(c.known);
+	cr_assert_not(c.in_pod);
+	cr_assert(c.own_pod);
+	cr_assert_eq(access_check(&c, ACCESS_TARGET_POD, UID2, &why), 0);
+	/* ...while every other pod stays fenced to its own directory. */
+	fake_cgroup(dir, 43, "0::/kubepods/pod" UID2 "/app\n");
+	access_caller_from_proc(p, dir, 43, &c);
+	cr_assert(c.in_pod);
+	cr_assert_not(c.own_pod);
+	cr_assert_eq(access_check(&c, ACCESS_TARGET_POD, UID, &why), -EACCES);
+	cr_assert_eq(access_check(&c, ACCESS_TARGET_POD, UID2, &why), 0);
+	access_policy_free(p);
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
