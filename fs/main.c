@@ -271,8 +271,15 @@ static int fetch_from_predecessor(Daemon *d, int *fds, size_t *n_fds, KvMsg **fa
 	int s, r;
 
 	s = handover_connect(d->handover_path);
+	if (s == -ENOENT || s == -ECONNREFUSED) {
+		/* Nobody to take over from (first start, or the old one already died): the
+		 * keeper's connection, or a fresh mount. */
+		log_info("--takeover: no daemon answers on %s; starting without one",
+			 d->handover_path);
+		return -ENOENT;
+	}
 	if (s < 0)
-		return log_error_errno(s, "--takeover: no daemon answers on %s", d->handover_path);
+		return log_error_errno(s, "--takeover: cannot connect to %s", d->handover_path);
 	r = kv_new(&req);
 	if (r >= 0)
 		r = kv_add(req, "op", "takeover");
@@ -311,11 +318,10 @@ static int fuse_mount_start(Daemon *d)
 	size_t n_fds = 0;
 	int r;
 
-	if (cfg->takeover) {
-		r = fetch_from_predecessor(d, fds, &n_fds, &facts);
-		if (r < 0)
-			return r;
-	} else if (d->keeper.type != HANDOVER_KEEPER_NONE) {
+	r = cfg->takeover ? fetch_from_predecessor(d, fds, &n_fds, &facts) : -ENOENT;
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r == -ENOENT && d->keeper.type != HANDOVER_KEEPER_NONE) {
 		r = handover_fetch(&d->keeper, fds, &n_fds, &facts);
 		if (r < 0 && r != -ENOENT && r != -ECONNREFUSED)
 			log_warning_errno(r, "the keeper did not answer; mounting afresh");
@@ -346,8 +352,8 @@ static int fuse_mount_start(Daemon *d)
 			log_warning_errno(r, "cannot adopt the kept connection; mounting afresh");
 			if (d->keeper.type != HANDOVER_KEEPER_NONE)
 				handover_release(&d->keeper);
-			if (cfg->takeover)
-				return r;
+			if (d->pred_fd >= 0)
+				return r; /* the predecessor stopped serving: nothing safe to do */
 		} else {
 			d->adopted = true;
 			d->mounted_at = (int64_t)facts_u64(facts, "mounted_at");

@@ -33,7 +33,8 @@ missing=""
 for want in 'Type=notify' 'NotifyAccess=main' 'WatchdogSec=' 'Restart=on-failure' \
 	'RuntimeDirectory=svidfs' 'StateDirectory=svidfs' 'LimitMEMLOCK=' 'LimitCORE=0' \
 	'NoNewPrivileges=yes' 'CapabilityBoundingSet=CAP_SYS_ADMIN$' \
-	'SystemCallFilter=@system-service @mount$' 'UMask=0077' 'ExecStopPost=-/bin/fusermount3 -u' \
+	'SystemCallFilter=@system-service @mount$' 'UMask=0077' 'FileDescriptorStoreMax=4' \
+	'ExecStart=/usr/sbin/svidfs --keeper systemd' \
 	'After=spire-agent.service' 'WantedBy=multi-user.target'; do
 	grep -q "^$want" "$unit" || missing="$missing [$want]"
 done

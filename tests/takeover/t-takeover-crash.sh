@@ -97,4 +97,6 @@ wait "$DAEMON_PID" 2>/dev/null
 expect_eq "shutdown: clean exit" 0 "$?"
 check "shutdown unmounted" not mountpoint -q "$MNT"
 
+# bench/takeover.sh collects the raw timings.
+if [ -n "${BENCH_OUT:-}" ]; then cp "$T"/svidfs.log "$T"/reader-*.out "$T"/gaps-crash.txt "$T"/cycles.log "$BENCH_OUT"/; fi
 finish
