@@ -52,4 +52,3 @@ grep -o 'first reply at [0-9]* us' "$OUT/upgrade/svidfs.log" | awk '{ print $4 -
 echo -n "readers' longest stall per cycle: "
 cat "$OUT"/upgrade/reader-*.out | grep '^gap' >"$OUT/upgrade/gaps" || true
 per_cycle_stall "$OUT/upgrade/starts" "$OUT/upgrade/gaps" | stats
-echo "reads: $(cat "$OUT"/crash/reader-*.out "$OUT"/upgrade/reader-*.out | grep -o 'reads=[0-9]*' | awk -F= '{ s += $2 } END { print s }'), errors: $(cat "$OUT"/crash/reader-*.out "$OUT"/upgrade/reader-*.out | grep -o ' errors=[0-9]*' | awk -F= '{ s += $2 } END { print s }')"

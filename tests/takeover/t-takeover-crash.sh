@@ -26,7 +26,20 @@ start_readers $PODS
 sleep 1
 check "the keeper holds the connection" wait_for sh -c "grep -q . '$T/svidfs.log' && '$SVIDFSCTL' -s '$T/control.sock' info | grep -q '^takeovers *0'"
 
+REC_DIRS=0 REC_FILES=0 REC_STALE=0
+# Requests for the previous daemon's inodes this daemon saw (svidfsctl info), summed.
+count_recovery() {
+	local d f s
+	read -r d f s < <(ctl info | awk '$1 == "recovered_dirs" { d = $2 }
+		$1 == "recovered_files" { f = $2 } $1 == "recovered_stale" { s = $2 }
+		END { print d + 0, f + 0, s + 0 }')
+	REC_DIRS=$((REC_DIRS + d))
+	REC_FILES=$((REC_FILES + f))
+	REC_STALE=$((REC_STALE + s))
+}
+
 crash_cycle() {
+	count_recovery
 	kill -9 "$DAEMON_PID"
 	wait "$DAEMON_PID" 2>/dev/null
 	echo "killed $(date +%s%6N)" >>"$T/cycles.log"
@@ -47,7 +60,9 @@ expect_eq "every restart adopted the live connection" "$CYCLES" \
 expect_eq "svidfsctl info counts the takeovers" "$CYCLES" "$(info_of takeovers)"
 check "the connection is as old as the first mount" test "$(info_of connection_age_s)" -ge "$((t1 - t0 - 1))"
 check "the mount never went stale" not grep -q "detached a stale svidfs mount" "$T/svidfs.log"
-echo "recovered: dirs $(info_of recovered_dirs) files $(info_of recovered_files) stale $(info_of recovered_stale) (last daemon)" | diag
+count_recovery
+echo "old inodes after $CYCLES crashes: directories rebuilt $REC_DIRS, files served (ledger matched) $REC_FILES, ESTALE $REC_STALE" | diag
+REC_DIRS=0 REC_FILES=0 REC_STALE=0
 stop_readers
 expect_eq "crashes: no reader left blocked" 0 "$BLOCKED"
 expect_eq "crashes: no read errors" 0 "$ERR_TOTAL"
@@ -63,6 +78,7 @@ sleep 0.5
 # The agent restarts in between too (it answers the new daemon's subscriptions afresh).
 fails=0
 for c in $(seq "$AGENT_CYCLES"); do
+	count_recovery
 	kill -9 "$DAEMON_PID"
 	wait "$DAEMON_PID" 2>/dev/null
 	stop_agent a
@@ -71,15 +87,18 @@ for c in $(seq "$AGENT_CYCLES"); do
 	sleep 0.3
 done
 expect_eq "$AGENT_CYCLES cycles with the agent restarted too" 0 "$fails"
+count_recovery
+echo "old inodes after $AGENT_CYCLES agent+daemon restarts: directories rebuilt $REC_DIRS, files served $REC_FILES, ESTALE $REC_STALE" | diag
 expect_eq "takeovers counted across both" "$((CYCLES + AGENT_CYCLES))" "$(info_of takeovers)"
 
 stop_readers
 expect_eq "agent restarts: no reader left blocked" 0 "$BLOCKED"
 expect_eq "agent restarts: no read errors other than ESTALE" 0 "$ERR_TOTAL"
 # New SVIDs from a restarted agent: a read through the previous daemon's inode cannot be
-# vouched for and answers ESTALE once; the name is invalidated, the next open gets the new one.
-check "agent restarts: ESTALE at most once per reader and cycle ($STALE_TOTAL)" \
-	test "$STALE_TOTAL" -le "$((N_READERS * AGENT_CYCLES))"
+# vouched for and answers ESTALE; the name is invalidated at once (asynchronously: a tight loop
+# may hit it a few times), then opens get the new SVID.
+check "agent restarts: ESTALE only briefly per cycle ($STALE_TOTAL in $AGENT_CYCLES cycles)" \
+	test "$STALE_TOTAL" -le "$((N_READERS * AGENT_CYCLES * 10))"
 expect_eq "agent restarts: every read a whole valid bundle" 0 "$INVALID_TOTAL"
 check "agent restarts: readers kept reading ($READ_TOTAL reads, longest stall $((MAX_GAP_US / 1000)) ms)" test "$READ_TOTAL" -gt 1000
 
