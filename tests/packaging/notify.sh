@@ -54,6 +54,10 @@ grep -q "CHECK-MOUNT=fuse" "$tmp/notify.log"
 tap_result $? "the FUSE mount answers when READY=1 arrives" "$tmp/notify.log"
 grep -q " STATUS=." "$tmp/notify.log"
 tap_result $? "a STATUS= line is sent" "$tmp/notify.log"
+# Under systemd the default keeper is the fd store (docs/takeover.md).
+wait_for "FDNAME=svidfs-fuse" 5 && grep -q "FDSTORE=1" "$tmp/notify.log" &&
+	grep -q "FDNAME=svidfs-facts" "$tmp/notify.log"
+tap_result $? "the FUSE connection and its facts go to the fd store (FDSTORE=1)" "$tmp/notify.log"
 # The packaged example identities (packaging/examples/identities.d) are valid registrations.
 "$(dirname "$svidfs")/svidfsctl" -s "$tmp/ctl/control.sock" list >"$tmp/list.log" 2>&1
 for n in web backup metrics-agent; do grep -q "identities/$n " "$tmp/list.log" || echo "missing $n" >>"$tmp/list.log"; done
@@ -87,6 +91,8 @@ dpid=
 tap_result $? "SIGTERM: the daemon exits 0 within 10 s (status $rc)" "$tmp/daemon.log"
 grep -q "STOPPING=1" "$tmp/notify.log"
 tap_result $? "SIGTERM: STOPPING=1 is sent" "$tmp/notify.log"
-! grep -q " $tmp/mnt " /proc/self/mountinfo
-tap_result $? "SIGTERM: the mount is gone" /proc/self/mountinfo
+# With the fd store as keeper SIGTERM leaves the mount for the next start to adopt (here no
+# systemd holds the fds, so it is dead; a real restart adopts it, a start after a stop cleans it).
+grep -q " $tmp/mnt " /proc/self/mountinfo
+tap_result $? "SIGTERM with the fd store as keeper: not unmounted" /proc/self/mountinfo
 tap_done

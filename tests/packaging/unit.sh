@@ -34,7 +34,7 @@ for want in 'Type=notify' 'NotifyAccess=main' 'WatchdogSec=' 'Restart=on-failure
 	'RuntimeDirectory=svidfs' 'StateDirectory=svidfs' 'LimitMEMLOCK=' 'LimitCORE=0' \
 	'NoNewPrivileges=yes' 'CapabilityBoundingSet=CAP_SYS_ADMIN$' \
 	'SystemCallFilter=@system-service @mount$' 'UMask=0077' 'FileDescriptorStoreMax=4' \
-	'ExecStart=/usr/sbin/svidfs --keeper systemd' \
+	'ExecStart=.*/svidfs --keeper systemd' \
 	'After=spire-agent.service' 'WantedBy=multi-user.target'; do
 	grep -q "^$want" "$unit" || missing="$missing [$want]"
 done
