@@ -173,7 +173,10 @@ static void on_signal(int sig)
 	if (!d)
 		return;
 	__atomic_store_n(&d->stop_signal, sig, __ATOMIC_SEQ_CST);
-	request_stop(d, d->keeper.type != HANDOVER_KEEPER_NONE ? STOP_KEEP : STOP_UNMOUNT);
+	/* systemd empties its fd store when the unit stops and cannot tell us whether this is a
+	 * stop or a restart: unmount cleanly. A crash (or a watchdog abort) is what it adopts. A
+	 * socket keeper outlives us (a container restart): leave the connection to it. */
+	request_stop(d, d->keeper.type == HANDOVER_KEEPER_SOCKET ? STOP_KEEP : STOP_UNMOUNT);
 }
 
 static void on_control_shutdown(void *userdata, bool unmount)
