@@ -182,6 +182,12 @@ static int config_set(void *ud, const char *key, const char *v, char **ret_error
 					 "keeper must be systemd, none or socket:/absolute/path");
 		return set_str(&c->keeper, v);
 	}
+	if (streq(key, "after_handover")) {
+		if (!streq(v, "exit") && !streq(v, "wait"))
+			return set_error(ret_error, -EINVAL, "after_handover must be exit or wait");
+		c->after_handover_wait = streq(v, "wait");
+		return 0;
+	}
 	if (streq(key, "adopt_wait")) {
 		unsigned sec;
 		int r = parse_uint(v, 600, &sec);
@@ -427,6 +433,9 @@ void config_print_help(const char *argv0)
 	       "                             (default: systemd when NOTIFY_SOCKET is set)\n"
 	       "      --takeover             adopt the running daemon's connection (upgrade)\n"
 	       "      --adopt-wait=SEC       after adopting, wait for first SVIDs (default 10)\n"
+	       "      --after-handover=WHAT  exit (default) or wait for SIGTERM after handing the\n"
+	       "                             connection to a successor (Kubernetes: wait, so\n"
+	       "                             kubelet does not restart the old pod's daemon)\n"
 	       "      --failover-ms=MS       agent outage before workloads move (default 1000)\n"
 	       "      --secure-heap=SIZE     locked memory for keys and tokens (default 64M)\n"
 	       "  -l, --log-level=LEVEL      emerg..debug (default info)\n"
@@ -449,6 +458,7 @@ enum {
 	ARG_SECURE_HEAP,
 	ARG_KEEPER,
 	ARG_ADOPT_WAIT,
+	ARG_AFTER_HANDOVER,
 	ARG_TAKEOVER,
 	ARG_VERSION,
 };
@@ -468,6 +478,7 @@ static const struct option options[] = {
 	{"secure-heap", required_argument, NULL, ARG_SECURE_HEAP},
 	{"keeper", required_argument, NULL, ARG_KEEPER},
 	{"adopt-wait", required_argument, NULL, ARG_ADOPT_WAIT},
+	{"after-handover", required_argument, NULL, ARG_AFTER_HANDOVER},
 	{"takeover", no_argument, NULL, ARG_TAKEOVER},
 	{"log-level", required_argument, NULL, 'l'},
 	{"fuse-debug", no_argument, NULL, 'd'},
@@ -488,6 +499,7 @@ static const char *const flag_keys[] = {
 	[ARG_SECURE_HEAP - 0x100] = "secure_heap",
 	[ARG_KEEPER - 0x100] = "keeper",
 	[ARG_ADOPT_WAIT - 0x100] = "adopt_wait",
+	[ARG_AFTER_HANDOVER - 0x100] = "after_handover",
 };
 
 int config_load(int argc, char **argv, Config *c, char **ret_error)
@@ -580,7 +592,7 @@ int config_load(int argc, char **argv, Config *c, char **ret_error)
 			break;
 		}
 		default:
-			if (opt >= ARG_STATE_DIR && opt <= ARG_ADOPT_WAIT)
+			if (opt >= ARG_STATE_DIR && opt <= ARG_AFTER_HANDOVER)
 				r = config_set(c, flag_keys[opt - 0x100], optarg, ret_error);
 			break;
 		}

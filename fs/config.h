@@ -31,6 +31,7 @@ typedef struct Config {
 	bool fuse_debug;
 	char *keeper;          /* "systemd", "socket:PATH", "none"; NULL: systemd under systemd */
 	bool takeover;         /* adopt the connection of the running daemon (planned upgrade) */
+	bool after_handover_wait; /* after handing over: wait for SIGTERM instead of exiting */
 	unsigned adopt_wait_ms; /* after adopting: wait for workloads' first SVIDs (bounded) */
 	ConfigAgent *agents;
 	size_t n_agents;

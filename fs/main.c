@@ -660,7 +660,7 @@ static int run(Config *cfg)
 	InodeTable *inodes = NULL;
 	struct fuse_loop_config *loop = NULL;
 	pthread_t ready;
-	bool ready_started = false;
+	bool ready_started = false, handed_over = false;
 	struct timespec ts;
 	int r;
 
@@ -774,6 +774,7 @@ unmount:
 		fuse_session_exit(d->se);
 	if (d->conn && mode == STOP_KEEP)
 		r = stash(d) < 0 && r == 0 ? -EIO : r;
+	handed_over = mode == STOP_HANDOVER;
 	log_info("shutting down (%s)", mode == STOP_HANDOVER ? "handed over to the successor"
 				       : mode == STOP_KEEP   ? "the keeper holds the connection"
 							     : "unmounting");
@@ -814,6 +815,19 @@ out:
 	free(d->handover_path);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
+	if (handed_over && cfg->after_handover_wait) {
+		/* Kubernetes: exiting would make kubelet restart this (old) pod's daemon, which
+		 * would take the connection back with --takeover; stay idle until deleted. */
+		sigset_t set;
+		int sig;
+		sigemptyset(&set);
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGINT);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		sd_notify(0, "STATUS=handed the connection to a successor");
+		log_info("handed over; idle until SIGTERM (after_handover=wait)");
+		sigwait(&set, &sig);
+	}
 	return r;
 }
 

@@ -45,6 +45,26 @@ expect_eq "svidfsctl info counts the takeovers" "$UPGRADES" "$(info_of takeovers
 check "the mount was never unmounted" not grep -q "unmounting\|detached a stale" "$T/svidfs.log"
 grep -h 'handover: first reply' "$T/svidfs.log" | sed 's/.*handover: //' | tail -3 | diag
 
+# Kubernetes (regression: the old pod's daemon exited 0 after handing over, so kubelet restarted
+# it with --takeover and it took the connection back): with --after-handover=wait the old
+# daemon stays idle after the handover and exits cleanly only on SIGTERM.
+# The flag belongs to the daemon that hands over: every pod runs the same arguments.
+prev=$DAEMON_PID
+start_daemon "${DAEMON_ARGS[@]}" --takeover --after-handover=wait || not_ok "k8s-style daemon"
+for _ in $(seq 100); do kill -0 "$prev" 2>/dev/null || break; sleep 0.1; done
+wait "$prev" 2>/dev/null
+old=$DAEMON_PID
+start_daemon "${DAEMON_ARGS[@]}" --takeover --after-handover=wait || not_ok "k8s-style handover"
+for _ in $(seq 50); do grep -q 'idle until SIGTERM' "$T/svidfs.log" && break; sleep 0.1; done
+sleep 0.5
+check "after-handover=wait: the old daemon is still there after handing over" kill -0 "$old"
+check "after-handover=wait: the new daemon serves" ctl ping
+kill "$old"
+for _ in $(seq 50); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+wait "$old" 2>/dev/null
+expect_eq "after-handover=wait: SIGTERM ends the idle old daemon cleanly" 0 "$?"
+check "after-handover=wait: the mount still answers" stat "$MNT/pods"
+
 stop_readers
 expect_eq "no reader left blocked" 0 "$BLOCKED"
 expect_eq "no read errors" 0 "$ERR_TOTAL"
