@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "macro.h"
@@ -38,6 +41,25 @@ int mkdir_parents(const char *path, mode_t parents_mode, mode_t mode)
 		return 0;
 	*slash = 0;
 	return mkdir_p(p, parents_mode, mode);
+}
+
+int unix_connect(const char *path, int type)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (strlen(path) >= sizeof sa.sun_path)
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return negative_errno();
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		int r = negative_errno();
+		close(fd);
+		return r;
+	}
+	return fd;
 }
 
 const char *grpc_status_name(int code)

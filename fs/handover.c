@@ -14,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "handover.h"
+#include "util.h"
 
 DEFINE_CLEANUP_FUNC(KvMsg, kv_free)
 
@@ -114,21 +115,7 @@ int handover_recv(int sock, int timeout_ms, KvMsg **ret, int *ret_fds, size_t *r
 
 int handover_connect(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	if (strlen(path) >= sizeof sa.sun_path)
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return negative_errno();
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		int r = negative_errno();
-		close(fd);
-		return r;
-	}
-	return fd;
+	return unix_connect(path, SOCK_SEQPACKET);
 }
 
 int handover_call(const char *path, const KvMsg *req, const int *fds, size_t n_fds,

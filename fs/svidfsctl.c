@@ -15,6 +15,7 @@
 #include "kv.h"
 #include "log.h"
 #include "macro.h"
+#include "util.h"
 
 DEFINE_CLEANUP_FUNC(KvMsg, kv_free)
 
@@ -40,24 +41,6 @@ static void help(const char *argv0)
 	       argv0);
 }
 
-static int connect_to(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	if (strlen(path) >= sizeof sa.sun_path)
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return negative_errno();
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		int r = negative_errno();
-		close(fd);
-		return r;
-	}
-	return fd;
-}
 
 static char *workload_arg(const char *s)
 {
@@ -174,7 +157,7 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 
-	fd = connect_to(sock);
+	fd = unix_connect(sock, SOCK_STREAM);
 	if (fd < 0) {
 		log_error_errno(fd, "cannot connect to %s", sock);
 		return EXIT_FAILURE;
