@@ -208,6 +208,30 @@ static ssize_t conn_writev(int fd, struct iovec *iov, int count, void *userdata)
 	return n;
 }
 
+/* An adopted connection: the kernel is initialised and may already have requests queued. libfuse
+ * answers any request it processes before the INIT with EIO, and its MT loop starts a second
+ * worker before the first has processed what it read: with the INIT replayed through the loop,
+ * a queued READ could overtake it and fail (issue 8: rare EIO for O_DIRECT readers after an
+ * adoption). So the replayed INIT is processed here, on the caller's thread, before any worker
+ * exists. */
+static int replay_init(FuseConn *c, struct fuse_session *se)
+{
+	struct fuse_buf buf = {.mem = NULL};
+	int r = fuse_session_receive_buf(se, &buf);
+
+	if (r > 0)
+		fuse_session_process_buf(se, &buf);
+	free(buf.mem);
+	if (r <= 0)
+		return r < 0 ? r : -EIO;
+	pthread_mutex_lock(&c->lock);
+	bool replayed = !c->replay_pending;
+	pthread_mutex_unlock(&c->lock);
+	if (!replayed || fuse_session_exited(se))
+		return -EPROTO; /* libfuse refused the recorded INIT (and logged why) */
+	return 0;
+}
+
 int fuse_conn_attach(FuseConn *c, struct fuse_session *se)
 {
 	static const struct fuse_custom_io io = {
@@ -225,7 +249,7 @@ int fuse_conn_attach(FuseConn *c, struct fuse_session *se)
 		return r;
 	}
 	c->attached = true;
-	return 0;
+	return c->replay_pending ? replay_init(c, se) : 0;
 }
 
 int fuse_conn_fd(const FuseConn *c)

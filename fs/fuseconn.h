@@ -23,7 +23,8 @@ int fuse_conn_mount(const char *mountpoint, const char *fsname, FuseConn **ret);
 int fuse_conn_adopt(int fd, const void *init, size_t init_len, FuseConn **ret);
 FuseConn *fuse_conn_free(FuseConn *c); /* does not unmount; closes fd unless attached */
 
-/* Hands the connection to the session (the session closes the fd at destroy). */
+/* Hands the connection to the session (the session closes the fd at destroy). An adopted
+ * connection's recorded INIT is processed here, before the caller starts the loop. */
 int fuse_conn_attach(FuseConn *c, struct fuse_session *se);
 
 int fuse_conn_fd(const FuseConn *c);

@@ -14,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -128,6 +129,8 @@ typedef struct Daemon {
 	HandoverKeeper keeper;
 	char *keeper_path;
 	char *handover_path;
+	char *lock_path;
+	int lock_fd; /* daemon.lock: held while this process may serve the connection */
 	FuseConn *conn;
 	InoLedger *ledger;
 	struct fuse_session *se;
@@ -208,7 +211,42 @@ static int resolve_keeper(Daemon *d)
 	const char *cs = d->cfg->control_socket, *slash = strrchr(cs, '/');
 	if (asprintf(&d->handover_path, "%.*s/handover.sock", (int)(slash - cs), cs) < 0)
 		return -ENOMEM;
+	if (asprintf(&d->lock_path, "%.*s/daemon.lock", (int)(slash - cs), cs) < 0)
+		return -ENOMEM;
 	return 0;
+}
+
+/* One daemon serves the connection at a time. The one that may serve it holds daemon.lock (an
+ * flock, next to the handover socket) from before it adopts or mounts until it exits, and a
+ * planned handover passes the lock's open file description along with the connection, so the
+ * lock is never free while some daemon may still serve: a successor that adopted and has not
+ * bound the handover socket yet, or a predecessor still handing over. The keeper never holds it:
+ * a crashed daemon's lock is gone with the process. 0 taken, -EBUSY held by another. */
+static int lock_try(Daemon *d)
+{
+	if (d->lock_fd < 0) {
+		int r = mkdir_parents(d->lock_path, 0755, 0755);
+		if (r < 0)
+			return log_error_errno(r, "cannot create the directory of %s", d->lock_path);
+		d->lock_fd = open(d->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (d->lock_fd < 0)
+			return log_error_errno(negative_errno(), "cannot open %s", d->lock_path);
+	}
+	if (flock(d->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		int r = negative_errno();
+		if (r == -EWOULDBLOCK)
+			return -EBUSY;
+		return log_error_errno(r, "cannot lock %s", d->lock_path);
+	}
+	return 0;
+}
+
+static void lock_release(Daemon *d)
+{
+	if (d->lock_fd >= 0) {
+		close(d->lock_fd);
+		d->lock_fd = -1;
+	}
 }
 
 static uint64_t facts_u64(const KvMsg *m, const char *key)
@@ -274,13 +312,8 @@ static int fetch_from_predecessor(Daemon *d, int *fds, size_t *n_fds, KvMsg **fa
 	int s, r;
 
 	s = handover_connect(d->handover_path);
-	if (s == -ENOENT || s == -ECONNREFUSED) {
-		/* Nobody to take over from (first start, or the old one already died): the
-		 * keeper's connection, or a fresh mount. */
-		log_info("--takeover: no daemon answers on %s; starting without one",
-			 d->handover_path);
-		return -ENOENT;
-	}
+	if (s == -ENOENT || s == -ECONNREFUSED)
+		return -ENOENT; /* nobody listens */
 	if (s < 0)
 		return log_error_errno(s, "--takeover: cannot connect to %s", d->handover_path);
 	r = kv_new(&req);
@@ -304,10 +337,65 @@ static int fetch_from_predecessor(Daemon *d, int *fds, size_t *n_fds, KvMsg **fa
 	}
 	if (r < 0) {
 		close(s);
+		/* It hung up or was already handing over to another successor: ask again. */
+		if (r == -EBUSY || r == -ECONNRESET || r == -EPIPE || r == -ENODATA)
+			return -EAGAIN;
 		return log_error_errno(r, "--takeover: the running daemon did not hand over");
+	}
+	if (*n_fds > 2) {
+		/* The predecessor's daemon.lock comes with the connection: held without a gap. */
+		lock_release(d);
+		d->lock_fd = fds[2];
+		*n_fds = 2;
 	}
 	d->pred_fd = s;
 	return 0;
+}
+
+/* The connection from a predecessor (--takeover), or the lock that lets this daemon take the
+ * keeper's connection or mount. 0 from a predecessor, -ENOENT alone (keeper or mount). */
+static int claim_connection(Daemon *d, int *fds, size_t *n_fds, KvMsg **facts)
+{
+	const Config *cfg = d->cfg;
+	struct timespec t0, t;
+	bool said = false;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (cfg->takeover) {
+			r = fetch_from_predecessor(d, fds, n_fds, facts);
+			if (r >= 0)
+				return 0;
+			if (r != -ENOENT && r != -EAGAIN)
+				return r;
+		}
+		r = lock_try(d);
+		if (r >= 0) {
+			if (cfg->takeover)
+				log_info("--takeover: no daemon answers on %s; starting without one",
+					 d->handover_path);
+			return -ENOENT;
+		}
+		if (r != -EBUSY)
+			return r;
+		if (!cfg->takeover)
+			return log_error_errno(r, "another svidfs daemon serves this node (it holds "
+						  "%s); start with --takeover to replace it",
+					       d->lock_path);
+		/* Another daemon holds the lock: a successor between its adoption and its
+		 * handover socket, or one still handing over. Ask it again shortly. */
+		if (!said)
+			log_info("--takeover: waiting for the daemon that holds %s to answer on %s",
+				 d->lock_path, d->handover_path);
+		said = true;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec >= 30)
+			return log_error_errno(-ETIMEDOUT, "--takeover: the daemon that holds %s "
+							   "does not hand over",
+					       d->lock_path);
+		usleep(20 * 1000);
+	}
 }
 
 /* Either adopts a live connection (a predecessor's, or the keeper's) or mounts afresh. */
@@ -321,7 +409,7 @@ static int fuse_mount_start(Daemon *d)
 	size_t n_fds = 0;
 	int r;
 
-	r = cfg->takeover ? fetch_from_predecessor(d, fds, &n_fds, &facts) : -ENOENT;
+	r = claim_connection(d, fds, &n_fds, &facts);
 	if (r < 0 && r != -ENOENT)
 		return r;
 	if (r == -ENOENT && d->keeper.type != HANDOVER_KEEPER_NONE) {
@@ -478,12 +566,14 @@ static void *handover_thread(void *userdata)
 		while (!d->loop_done)
 			pthread_cond_wait(&d->cond, &d->lock);
 		pthread_mutex_unlock(&d->lock);
-		int fds[2] = {fuse_conn_fd(d->conn), ino_ledger_fd(d->ledger)};
+		int fds[3] = {fuse_conn_fd(d->conn), ino_ledger_fd(d->ledger), d->lock_fd};
 		int r = build_facts(d, &rep);
 		if (r >= 0) {
 			kv_add(rep, "status", "0");
-			r = handover_send(s, rep, fds, 2);
+			r = handover_send(s, rep, fds, d->lock_fd >= 0 ? 3 : 2);
 		}
+		if (r >= 0)
+			lock_release(d); /* the successor holds it now (an idle old daemon must not) */
 		if (r < 0)
 			log_error_errno(r, "cannot hand the connection over to pid %d", (int)cred.pid);
 		pthread_mutex_lock(&d->lock);
@@ -654,7 +744,8 @@ static void access_policy_freep_(AccessPolicy **p)
 static int run(Config *cfg)
 {
 	_cleanup_(access_policy_freep_) AccessPolicy *policy = NULL;
-	Daemon dd = {.cfg = cfg, .pred_fd = -1, .succ_fd = -1, .ho_listen = -1, .ho_stop = -1},
+	Daemon dd = {.cfg = cfg, .pred_fd = -1, .succ_fd = -1, .ho_listen = -1, .ho_stop = -1,
+		     .lock_fd = -1},
 	       *d = &dd;
 	SvidStore *store = NULL;
 	InodeTable *inodes = NULL;
@@ -811,8 +902,10 @@ out:
 		close(d->pred_fd);
 	if (d->succ_fd >= 0)
 		close(d->succ_fd);
+	lock_release(d); /* last: nothing of this process serves the connection any more */
 	free(d->keeper_path);
 	free(d->handover_path);
+	free(d->lock_path);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
 	if (handed_over && cfg->after_handover_wait) {

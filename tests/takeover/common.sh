@@ -17,12 +17,13 @@ start_keeper() {
 
 # start_readers UID...: reader i reads $T/pod-i/$KEY in a private mount namespace. The last
 # one reads with O_DIRECT (every read reaches the daemon); the others mostly hit the page cache.
+# ALL_DIRECT=1: every reader reads with O_DIRECT.
 start_readers() {
 	local i=0 p mode
 	for p in "$@"; do
 		i=$((i + 1))
 		mode=""
-		[ "$i" = "$#" ] && mode=direct
+		if [ "$i" = "$#" ] || [ "${ALL_DIRECT:-}" = 1 ]; then mode=direct; fi
 		mkdir -p "$T/pod-$i"
 		unshare -m --propagation private sh -c \
 			"mount --bind -r '$MNT/pods/$p' '$T/pod-$i' && exec '$READER' '$T/pod-$i/$KEY' '$T/reader-$i.out' $mode" &
@@ -52,8 +53,7 @@ stop_readers() {
 		[ -n "$out" ] || continue
 		eval "$(echo "$out" | tr ' ' '\n' | grep -E '^(reads|errors|estale|invalid|max_gap_us)=' | sed 's/^/R_/')"
 		READ_TOTAL=$((READ_TOTAL + R_reads))
-		# The last reader reads with O_DIRECT: its errors are reported on their own line
-		# (docs/takeover.md, limits: a rare EIO after an adoption, still open).
+		# The last reader reads with O_DIRECT: its errors are reported on their own line.
 		if [ "$i" = "$N_READERS" ]; then
 			ERR_DIRECT=$((ERR_DIRECT + R_errors))
 		else
@@ -69,13 +69,3 @@ stop_readers() {
 # The daemon's pid from its pidless start: start_daemon sets DAEMON_PID.
 info_of() { ctl info | awk -v k="$1" '$1 == k { print $2 }'; }
 
-# todo_eq "description" expected actual: a TAP TODO line (a known, open defect) when they differ.
-todo_eq() {
-	TAP_N=$((TAP_N + 1))
-	if [ "$2" = "$3" ]; then
-		echo "ok $TAP_N - $1"
-	else
-		echo "not ok $TAP_N - $1 # TODO rare EIO for an O_DIRECT reader after an adoption (docs/takeover.md, limits)"
-		echo "expected [$2] got [$3]" | diag
-	fi
-}

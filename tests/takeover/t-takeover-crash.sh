@@ -66,7 +66,7 @@ REC_DIRS=0 REC_FILES=0 REC_STALE=0
 stop_readers
 expect_eq "crashes: no reader left blocked" 0 "$BLOCKED"
 expect_eq "crashes: no read errors (page-cache readers)" 0 "$ERR_TOTAL"
-todo_eq "crashes: no read errors (O_DIRECT reader)" 0 "$ERR_DIRECT"
+expect_eq "crashes: no read errors (O_DIRECT reader)" 0 "$ERR_DIRECT"
 expect_eq "crashes: no ESTALE (the agent served the same SVIDs: the ledger vouched)" 0 "$STALE_TOTAL"
 expect_eq "crashes: every read a whole valid bundle" 0 "$INVALID_TOTAL"
 check "crashes: readers kept reading ($READ_TOTAL reads, longest stall $((MAX_GAP_US / 1000)) ms)" test "$READ_TOTAL" -gt 1000
@@ -95,7 +95,7 @@ expect_eq "takeovers counted across both" "$((CYCLES + AGENT_CYCLES))" "$(info_o
 stop_readers
 expect_eq "agent restarts: no reader left blocked" 0 "$BLOCKED"
 expect_eq "agent restarts: no read errors other than ESTALE (page-cache readers)" 0 "$ERR_TOTAL"
-todo_eq "agent restarts: no read errors other than ESTALE (O_DIRECT reader)" 0 "$ERR_DIRECT"
+expect_eq "agent restarts: no read errors other than ESTALE (O_DIRECT reader)" 0 "$ERR_DIRECT"
 # New SVIDs from a restarted agent: a read through the previous daemon's inode cannot be
 # vouched for and answers ESTALE; the name is invalidated at once (asynchronously: a tight loop
 # may hit it a few times), then opens get the new SVID.

@@ -50,7 +50,7 @@ check "the mount was never remounted" not grep -q "detached a stale" "$T/svidfs.
 stop_readers
 expect_eq "no reader left blocked" 0 "$BLOCKED"
 expect_eq "no read errors (page-cache readers)" 0 "$ERR_TOTAL"
-todo_eq "no read errors (O_DIRECT reader)" 0 "$ERR_DIRECT"
+expect_eq "no read errors (O_DIRECT reader)" 0 "$ERR_DIRECT"
 expect_eq "every read a whole valid bundle" 0 "$INVALID_TOTAL"
 check "readers kept reading ($READ_TOTAL reads, longest stall $((MAX_GAP_US / 1000)) ms)" \
 	test "$READ_TOTAL" -gt 1000
