@@ -711,6 +711,16 @@ static void *ready_thread(void *userdata)
 			return NULL;
 		if (mount_answers(d, 5000) > 0) {
 			size_t pods, ids, ready;
+			/* Under d->lock and only while no stop began: the shutdown (which sets
+			 * loop_done under the same lock) frees the control socket and the notify
+			 * queue, and a handover sends the fds only after it; none of this blocks on
+			 * a FUSE request (invalidations are queued to the notify thread). */
+			pthread_mutex_lock(&d->lock);
+			if (d->loop_done ||
+			    __atomic_load_n(&d->stop_mode, __ATOMIC_SEQ_CST) != STOP_NONE) {
+				pthread_mutex_unlock(&d->lock);
+				return NULL;
+			}
 			sessions_count(d->sessions, &pods, &ids, &ready);
 			control_set_mounted_at(d->control, d->mounted_at);
 			control_set_takeovers(d->control, d->takeovers);
@@ -728,6 +738,7 @@ static void *ready_thread(void *userdata)
 			sd_notifyf(0, "READY=1\nSTATUS=%zu pod(s), %zu identit%s", pods, ids,
 				   ids == 1 ? "y" : "ies");
 			log_info("svidfs %s serving %s", SVIDFS_VERSION, d->cfg->mountpoint);
+			pthread_mutex_unlock(&d->lock);
 			return NULL;
 		}
 		usleep(50 * 1000);

@@ -76,10 +76,12 @@ inodes=$(ctl info | awk '$1 == "inodes" { print $2 }')
 echo "daemon RSS before ${rss0} kB, after 10,000 rotations ${rss1} kB; live inodes $inodes" | diag
 expect_eq "10,000 rotations completed" 0 "$r"
 # Keeping every generation would cost over 20 MB here (about 2 kB of files per rotation). ASan's
-# allocator adds its own per-free bookkeeping (measured ~5.6 MB with a 1 MB quarantine), so the
-# sanitizer lane gets a looser bound; its leak check at exit (below) covers the rest.
+# allocator adds its own per-free bookkeeping (measured 5.6 to 8.1 MB with a 1 MB quarantine, one
+# fresh-clone CI run went 56 kB over an 8 MB bound), so the sanitizer lane gets a looser bound,
+# still well under the 20 MB a kept generation per rotation would cost; its leak check at exit
+# (below) covers the rest.
 limit=2048
-grep -q libasan "/proc/$DAEMON_PID/maps" && limit=8192
+grep -q libasan "/proc/$DAEMON_PID/maps" && limit=12288
 check "daemon RSS grew by less than $((limit / 1024)) MB over 10,000 rotations" \
 	test $((rss1 - rss0)) -lt $limit
 check "old generations were forgotten (fewer than 64 live inodes)" test "$inodes" -lt 64
