@@ -338,7 +338,7 @@ static int fetch_from_predecessor(Daemon *d, int *fds, size_t *n_fds, KvMsg **fa
 	if (r < 0) {
 		close(s);
 		/* It hung up or was already handing over to another successor: ask again. */
-		if (r == -EBUSY || r == -ECONNRESET || r == -EPIPE || r == -ENODATA)
+		if (r == -EBUSY || r == -ECONNRESET || r == -EPIPE)
 			return -EAGAIN;
 		return log_error_errno(r, "--takeover: the running daemon did not hand over");
 	}
@@ -574,7 +574,7 @@ static void *handover_thread(void *userdata)
 		}
 		if (r >= 0)
 			lock_release(d); /* the successor holds it now (an idle old daemon must not) */
-		if (r < 0)
+		else
 			log_error_errno(r, "cannot hand the connection over to pid %d", (int)cred.pid);
 		pthread_mutex_lock(&d->lock);
 		d->handed_over = r >= 0;

@@ -1,9 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 # Races around a takeover (issue 8).
-# 1. A request the kernel queued during a takeover must not overtake the replayed INIT. libfuse answers EIO to any request it processes before the INIT; when the INIT
-# went through the MT loop, a second worker could read a queued READ first (rare; O_DIRECT
-# readers saw EIO after adoptions). The daemon runs under slow-init.so, which makes libfuse take
+# 1. A request the kernel queued during a takeover must not overtake the replayed INIT. libfuse
+# answers EIO to any request it processes before the INIT; when the INIT went through the MT
+# loop, a second worker could read a queued READ first (rare; O_DIRECT readers saw EIO after
+# adoptions). The daemon runs under slow-init.so, which makes libfuse take
 # 20 ms over its first request, so that order would be certain: before the fix this test saw
 # thousands of EIOs per run. Readers are all O_DIRECT (every read reaches the daemon), in pod
 # mount namespaces; the daemon is killed (-9) and restarted, then upgraded with --takeover.
