@@ -262,6 +262,7 @@ static int op_info(Control *c, KvMsg *reply)
 	kv_addf(reply, "inode_bytes", "%zu", inode_table_bytes(c->ctx.inodes));
 	kv_addf(reply, "secure_heap_used", "%zu", CRYPTO_secure_used());
 	kv_addf(reply, "secure_heap_size", "%zu", c->ctx.cfg->secure_heap);
+	kv_addf(reply, "jwt_bytes", "%zu", svid_store_jwt_bytes(c->ctx.store, NULL));
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include "cleanup.h"
 #include "fsview.h"
+#include "inokey.h"
 #include "ledger.h"
 #include "log.h"
 #include "macro.h"
@@ -35,13 +36,27 @@ struct FsView {
 	char **denials; /* "<target>|<caller>" already logged */
 	size_t n_denials;
 	InoLedger *ledger;   /* an adopted connection's record of the previous daemon's inodes */
-	uint64_t epoch;      /* FUSE generation of file entries: differs per process */
+	const InoKey *key;   /* kernel-visible numbers; NULL: plain */
+	uint64_t epoch;      /* input to file generations: differs per process */
+	FsMintFn mint;
+	void *mint_userdata;
 	FsViewRecovery rec;  /* atomics */
 };
 
 static int64_t now_s(void)
 {
 	return (int64_t)time(NULL);
+}
+
+/* The kernel's numbers <-> the daemon's (inokey.h). Only the public functions convert. */
+static uint64_t to_plain(const FsView *v, uint64_t wire)
+{
+	return v->key ? ino_key_unwrap(v->key, wire) : wire;
+}
+
+static uint64_t to_wire(const FsView *v, uint64_t plain)
+{
+	return v->key ? ino_key_wrap(v->key, plain) : plain;
 }
 
 int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
@@ -95,9 +110,14 @@ static bool static_dir(uint64_t ino)
 	return ino == TREE_INO_ROOT || ino == TREE_INO_PODS || ino == TREE_INO_IDENTITIES;
 }
 
+/* The root is open to all; pods/ and identities/ only to root (a process with
+ * CAP_DAC_READ_SEARCH): a host user whose groups include a pod's fsGroup must not reach that
+ * pod's key from the host. Pods and services enter through a bind mount of their own directory,
+ * which never walks through these two. */
 static void static_stat(FsView *v, uint64_t ino, struct stat *st)
 {
-	InodeAttr a = {.mode = S_IFDIR | 0555, .mtime = v->started};
+	InodeAttr a = {.mode = S_IFDIR | (ino == TREE_INO_ROOT ? 0555 : 0500),
+		       .mtime = v->started};
 	fill_stat(ino, &a, st);
 }
 
@@ -139,7 +159,7 @@ static void log_denial(FsView *v, const char *target, const AccessCaller *c, con
 /* The workload directory entry (pods/<uid>, identities/<name>, self): entry timeout 0 so every
  * walk from above asks again, and the access rule. */
 static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target, const char *base,
-			       pid_t tid, FsEntry *ret)
+			       const FsCaller *c, FsEntry *ret)
 {
 	_cleanup_(workload_unrefp) Workload *w = sessions_get(v->sessions, wname);
 	AccessCaller caller;
@@ -149,7 +169,7 @@ static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target
 
 	if (!w)
 		return -ENOENT;
-	access_caller_from_proc(v->policy, NULL, tid, &caller);
+	access_caller_from_proc(v->policy, NULL, c->tid, &caller);
 	r = access_check(&caller, target, base, &why);
 	if (r < 0) {
 		log_denial(v, wname, &caller, why);
@@ -173,7 +193,8 @@ static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target
 	return 0;
 }
 
-static int lookup_root(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEntry *ret)
+static int lookup_root(FsView *v, uint64_t parent, const char *name, const FsCaller *c,
+		       FsEntry *ret)
 {
 	_cleanup_free_ char *wname = NULL;
 
@@ -189,7 +210,7 @@ static int lookup_root(FsView *v, uint64_t parent, const char *name, pid_t tid, 
 			return 0;
 		}
 		if (streq(name, "self"))
-			return lookup_workload_dir(v, "self", ACCESS_TARGET_SELF, NULL, tid, ret);
+			return lookup_workload_dir(v, "self", ACCESS_TARGET_SELF, NULL, c, ret);
 		return -ENOENT;
 	}
 	if (!tree_name_valid(name))
@@ -198,7 +219,7 @@ static int lookup_root(FsView *v, uint64_t parent, const char *name, pid_t tid, 
 	if (asprintf(&wname, "%s/%s", pods ? "pods" : "identities", name) < 0)
 		return -ENOMEM;
 	return lookup_workload_dir(v, wname, pods ? ACCESS_TARGET_POD : ACCESS_TARGET_IDENTITY,
-				   name, tid, ret);
+				   name, c, ret);
 }
 
 /* Facts of one generation for the tree (arrays borrowed from the set). */
@@ -271,39 +292,69 @@ static int render_status(FsView *v, Workload *w, const SvidSet *set, SvidBlob **
 	return svid_render_status(set, &extra, ret);
 }
 
-/* jwt/<audience> and custom jwt_svid files: a token fresh until half its lifetime. */
-static int lookup_jwt(FsView *v, Workload *w, const char *audience, uint64_t jwt_dir, FsEntry *ret)
+/* Rule 6 of docs/security.md: only a caller that may read the workload's key may make the
+ * daemon mint (and hold) a JWT-SVID for it: the key's mode bits against the caller's uid and
+ * groups (root passes), and never a process of another pod. */
+static int may_read_key(FsView *v, Workload *w, const FsCaller *c)
 {
-	const char *wname = workload_name(w);
+	const Registration *reg = workload_registration(w);
+	AccessCaller ac;
+	gid_t groups[256];
+
+	access_caller_from_proc(v->policy, NULL, c->tid, &ac);
+	if (c->tid <= 0 || !ac.known)
+		return -EACCES;
+	if (ac.in_pod &&
+	    (reg->kind != REGISTRATION_POD || !streq(ac.pod_uid, workload_basename(w))))
+		return -EACCES;
+	if (c->uid == 0 || (c->uid == reg->uid && (reg->key_mode & 0400)) ||
+	    (reg->key_mode & 0004))
+		return 0;
+	if (!(reg->key_mode & 0040))
+		return -EACCES;
+	if (c->gid == reg->gid)
+		return 0;
+	int n = c->groups ? c->groups(c->userdata, groups, (int)ELEMENTSOF(groups)) : 0;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == reg->gid)
+			return 0;
+	return -EACCES;
+}
+
+/* The audience's index in the workload (its node id), evicting the least recently used one
+ * when the workload has too many: its token goes and its name is invalidated. */
+static int audience_index(FsView *v, Workload *w, const char *audience, uint64_t jwt_dir)
+{
+	_cleanup_free_ char *evicted = NULL, *enc = NULL;
+	int idx = -1;
+	int r = workload_audience_index(w, audience, &idx, &evicted);
+
+	if (r < 0)
+		return r;
+	if (evicted) {
+		svid_store_drop_jwt(v->store, workload_name(w), evicted);
+		if (jwt_dir && tree_audience_encode(evicted, &enc) >= 0)
+			notify_inval_entry(v->notify, jwt_dir, enc);
+	}
+	/* A new audience changes jwt/'s listing, which the kernel caches (no opendir). */
+	if (r > 0 && jwt_dir)
+		notify_inval_inode(v->notify, jwt_dir);
+	return idx;
+}
+
+/* The entry of a cached, fresh token; -ENOENT when there is none. */
+static int jwt_entry(FsView *v, Workload *w, const char *audience, int idx, FsEntry *ret)
+{
 	_cleanup_(svid_blob_unrefp) SvidBlob *tok = NULL;
 	int64_t fresh_until = 0, now = now_s();
 	uint64_t serial = 0;
 	InodeAttr a;
-	int idx, r;
+	int r;
 
-	char **before = NULL;
-	size_t n_before = 0;
-	if (workload_audiences(w, &before, &n_before) >= 0) {
-		for (size_t i = 0; i < n_before; i++)
-			free(before[i]);
-		free(before);
-	}
-	idx = workload_audience_index(w, audience);
-	if (idx < 0)
-		return idx == -E2BIG ? -ENOSPC : idx;
-	/* A new audience changes jwt/'s listing, which the kernel caches (no opendir). */
-	if ((size_t)idx >= n_before && jwt_dir)
-		notify_inval_inode(v->notify, jwt_dir);
-	r = svid_store_get_jwt(v->store, wname, audience, now, &tok, &fresh_until, &serial);
-	if (r == -ENOENT) {
-		r = sessions_fetch_jwt(v->sessions, wname, audience);
-		if (r < 0)
-			return r == -EACCES ? -ENOENT : r == -ETIMEDOUT ? -EAGAIN : r;
-		r = svid_store_get_jwt(v->store, wname, audience, now_s(), &tok, &fresh_until,
-				       &serial);
-	}
+	r = svid_store_get_jwt(v->store, workload_name(w), audience, now, &tok, &fresh_until,
+			       &serial);
 	if (r < 0)
-		return r == -ENOENT ? -EAGAIN : r;
+		return r;
 	const Registration *reg = workload_registration(w);
 	uint64_t ino = tree_ino(workload_slot(w), (uint16_t)(TREE_ID_FIRST_JWT + idx),
 				workload_jwt_serial(w, (unsigned)idx, serial));
@@ -323,9 +374,80 @@ static int lookup_jwt(FsView *v, Workload *w, const char *audience, uint64_t jwt
 	return 0;
 }
 
+static void entry_publish(FsView *v, FsEntry *e);
+
+typedef struct JwtMint {
+	FsView *v;
+	Workload *w;
+	char *audience;
+	uint64_t jwt_dir;
+	FsLookupDone done;
+	void *req;
+} JwtMint;
+
+static void jwt_minted(void *userdata, int r)
+{
+	JwtMint *m = userdata;
+	FsEntry e = {};
+
+	if (r >= 0) {
+		int idx = audience_index(m->v, m->w, m->audience, m->jwt_dir);
+		r = idx < 0 ? idx : jwt_entry(m->v, m->w, m->audience, idx, &e);
+		if (r == -ENOENT) /* minted already stale, or dropped meanwhile */
+			r = -EAGAIN;
+	} else if (r == -EACCES) /* the agent has no JWT-SVID for this workload */
+		r = -ENOENT;
+	else if (r == -ETIMEDOUT || r == -ESHUTDOWN)
+		r = -EAGAIN;
+	if (r >= 0)
+		entry_publish(m->v, &e);
+	m->done(m->req, r, &e);
+	workload_unref(m->w);
+	free(m->audience);
+	free(m);
+}
+
+/* jwt/<audience> and custom jwt_svid files: a token fresh until half its lifetime, minted off
+ * the FUSE worker when none is cached. */
+static int lookup_jwt(FsView *v, Workload *w, const char *audience, uint64_t jwt_dir,
+		      const FsCaller *c, FsLookupDone done, void *req, FsEntry *ret)
+{
+	int r = may_read_key(v, w, c);
+
+	if (r < 0)
+		return r;
+	int idx = audience_index(v, w, audience, jwt_dir);
+	if (idx < 0)
+		return idx;
+	r = jwt_entry(v, w, audience, idx, ret);
+	if (r != -ENOENT)
+		return r;
+	if (!v->mint || !done)
+		return -EAGAIN;
+	JwtMint *m = calloc(1, sizeof *m);
+	if (!m || !(m->audience = strdup(audience))) {
+		free(m);
+		return -ENOMEM;
+	}
+	m->v = v;
+	m->w = workload_ref(w);
+	m->jwt_dir = jwt_dir;
+	m->done = done;
+	m->req = req;
+	r = v->mint(v->mint_userdata, workload_name(w), audience, jwt_minted, m);
+	if (r < 0) {
+		workload_unref(m->w);
+		free(m->audience);
+		free(m);
+		return r;
+	}
+	return -EINPROGRESS;
+}
+
 /* One attempt of a lookup inside a workload; -ESTALE asks the caller to retry. */
 static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id, uint32_t parent_serial,
-			      const char *name, FsEntry *ret)
+			      const char *name, const FsCaller *c, FsLookupDone done, void *req,
+			      FsEntry *ret)
 {
 	_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
 	_cleanup_(tree_listing_freep) TreeListing *l = NULL;
@@ -344,7 +466,8 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id, uint32
 		_cleanup_free_ char *aud = NULL;
 		if (tree_audience_decode(name, &aud) < 0)
 			return -ENOENT;
-		return lookup_jwt(v, w, aud, tree_ino(slot, TREE_ID_JWT_DIR, parent_serial), ret);
+		return lookup_jwt(v, w, aud, tree_ino(slot, TREE_ID_JWT_DIR, parent_serial), c, done,
+				  req, ret);
 	}
 	/* A dynamic directory (svids/<x>) from an older generation may mean another node now. */
 	if (parent_id >= TREE_ID_FIRST_DYNAMIC && parent_serial != (uint32_t)gen)
@@ -367,7 +490,7 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id, uint32
 		attr.mtime = svid_set_updated_at(set) ? svid_set_updated_at(set) : v->started;
 	switch (node->type) {
 	case TREE_NODE_JWT:
-		return lookup_jwt(v, w, node->audience, 0, ret);
+		return lookup_jwt(v, w, node->audience, 0, c, done, req, ret);
 	case TREE_NODE_DIR:
 		ino = tree_ino(slot, node->id, gen);
 		attr.mode = S_IFDIR | 0555;
@@ -436,21 +559,35 @@ static int parent_workload(FsView *v, uint64_t parent, Workload **ret, uint16_t 
 	return 0;
 }
 
-static int lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEntry *ret);
+static int lookup(FsView *v, uint64_t parent, const char *name, const FsCaller *c,
+		  FsLookupDone done, void *req, FsEntry *ret);
 
-int fsview_lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEntry *ret)
+/* What the kernel gets: its number and generation (inokey.h). */
+static void entry_publish(FsView *v, FsEntry *e)
 {
-	int r = lookup(v, parent, name, tid, ret);
-
 	/* Directories keep one generation forever (a pod's bind mount holds its directory's
 	 * inode across takeovers); a file's changes with the process, so that an inode number a
 	 * new process happens to reuse is a new inode to the kernel, never old cached bytes. */
+	bool dir = S_ISDIR(e->st.st_mode);
+	if (v->key)
+		e->generation = ino_key_generation(v->key, e->ino, dir ? 0 : v->epoch);
+	else
+		e->generation = dir ? 1 : v->epoch;
+	e->ino = e->st.st_ino = to_wire(v, e->ino);
+}
+
+int fsview_lookup(FsView *v, uint64_t parent, const char *name, const FsCaller *c,
+		  FsLookupDone done, void *req, FsEntry *ret)
+{
+	int r = lookup(v, to_plain(v, parent), name, c, done, req, ret);
+
 	if (r >= 0)
-		ret->generation = S_ISDIR(ret->st.st_mode) ? 1 : v->epoch;
+		entry_publish(v, ret);
 	return r;
 }
 
-static int lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEntry *ret)
+static int lookup(FsView *v, uint64_t parent, const char *name, const FsCaller *c,
+		  FsLookupDone done, void *req, FsEntry *ret)
 {
 	_cleanup_(workload_unrefp) Workload *w = NULL;
 	uint32_t serial;
@@ -458,23 +595,31 @@ static int lookup(FsView *v, uint64_t parent, const char *name, pid_t tid, FsEnt
 	int r;
 
 	if (static_dir(parent))
-		return lookup_root(v, parent, name, tid, ret);
+		return lookup_root(v, parent, name, c, ret);
 	r = parent_workload(v, parent, &w, &id, &serial);
 	if (r < 0)
 		return r;
 	/* -ESTALE: a newer generation arrived between reading the set and recording the name.
 	 * Bounded: each retry means another rotation landed in between. */
 	for (int tries = 0; tries < 100; tries++) {
-		r = lookup_in_workload(v, w, id, serial, name, ret);
+		r = lookup_in_workload(v, w, id, serial, name, c, done, req, ret);
 		if (r != -ESTALE)
 			return r;
 	}
 	return -EAGAIN;
 }
 
-void fsview_set_ledger(FsView *v, InoLedger *l, uint64_t epoch, Notify *n)
+void fsview_set_minter(FsView *v, FsMintFn mint, void *userdata)
+{
+	v->mint = mint;
+	v->mint_userdata = userdata;
+}
+
+void fsview_set_connection(FsView *v, InoLedger *l, const InoKey *key, uint64_t epoch,
+			   Notify *n)
 {
 	v->ledger = l;
+	v->key = key;
 	v->epoch = epoch;
 	if (n)
 		v->notify = n;
@@ -573,20 +718,22 @@ static int get_inode(FsView *v, uint64_t ino, InodeAttr *ret_attr, SvidBlob **re
 	return inode_table_get(v->inodes, ino, ret_attr, ret_blob);
 }
 
-int fsview_getattr(FsView *v, uint64_t ino, struct stat *ret, double *ret_timeout)
+int fsview_getattr(FsView *v, uint64_t wire, struct stat *ret, double *ret_timeout)
 {
+	uint64_t ino = to_plain(v, wire);
 	InodeAttr a;
 	int r;
 
 	if (static_dir(ino)) {
 		static_stat(v, ino, ret);
+		ret->st_ino = wire;
 		*ret_timeout = FSVIEW_TIMEOUT;
 		return 0;
 	}
 	r = get_inode(v, ino, &a, NULL);
 	if (r < 0)
 		return r;
-	fill_stat(ino, &a, ret);
+	fill_stat(wire, &a, ret);
 	uint32_t slot, serial;
 	uint16_t id;
 	bool dir = tree_ino_decode(ino, &slot, &id, &serial) && id == TREE_ID_WORKLOAD;
@@ -594,13 +741,13 @@ int fsview_getattr(FsView *v, uint64_t ino, struct stat *ret, double *ret_timeou
 	return 0;
 }
 
-int fsview_read(FsView *v, uint64_t ino, size_t size, off_t off, SvidBlob **ret_blob,
+int fsview_read(FsView *v, uint64_t wire, size_t size, off_t off, SvidBlob **ret_blob,
 		size_t *ret_off, size_t *ret_len)
 {
 	SvidBlob *b = NULL;
 	InodeAttr a;
 
-	int r = get_inode(v, ino, &a, &b);
+	int r = get_inode(v, to_plain(v, wire), &a, &b);
 	if (r < 0)
 		return r;
 	if (S_ISDIR(a.mode)) {
@@ -617,8 +764,10 @@ int fsview_read(FsView *v, uint64_t ino, size_t size, off_t off, SvidBlob **ret_
 	return 0;
 }
 
-void fsview_forget(FsView *v, uint64_t ino, uint64_t nlookup)
+void fsview_forget(FsView *v, uint64_t wire, uint64_t nlookup)
 {
+	uint64_t ino = to_plain(v, wire);
+
 	if (!static_dir(ino))
 		inode_table_forget(v->inodes, ino, nlookup);
 }
@@ -635,7 +784,10 @@ typedef struct Dirents {
 	size_t n, cap;
 } Dirents;
 
-static int dirents_add(Dirents *x, const char *name, uint64_t ino, mode_t type)
+/* Positions: "." 1, ".." 2, then 3 + a key that never changes while the entry exists. */
+#define DIRENT_OFF(key) ((off_t)(key) + 3)
+
+static int dirents_add(Dirents *x, const char *name, uint64_t ino, mode_t type, off_t off)
 {
 	if (x->n == x->cap) {
 		size_t cap = x->cap ? x->cap * 2 : 16;
@@ -645,7 +797,7 @@ static int dirents_add(Dirents *x, const char *name, uint64_t ino, mode_t type)
 		x->d = p;
 		x->cap = cap;
 	}
-	x->d[x->n] = (FsDirent){.name = strdup(name), .ino = ino, .type = type};
+	x->d[x->n] = (FsDirent){.name = strdup(name), .ino = ino, .type = type, .off = off};
 	if (!x->d[x->n].name)
 		return -ENOMEM;
 	x->n++;
@@ -660,11 +812,11 @@ static int readdir_static(FsView *v, uint64_t ino, Dirents *x)
 
 	if (ino == TREE_INO_ROOT) {
 		_cleanup_(workload_unrefp) Workload *self = sessions_get(v->sessions, "self");
-		r = dirents_add(x, "pods", TREE_INO_PODS, S_IFDIR);
+		r = dirents_add(x, "pods", TREE_INO_PODS, S_IFDIR, DIRENT_OFF(0));
 		if (r >= 0)
-			r = dirents_add(x, "identities", TREE_INO_IDENTITIES, S_IFDIR);
+			r = dirents_add(x, "identities", TREE_INO_IDENTITIES, S_IFDIR, DIRENT_OFF(1));
 		if (r >= 0 && self)
-			r = dirents_add(x, "self", workload_dir_ino(self), S_IFDIR);
+			r = dirents_add(x, "self", workload_dir_ino(self), S_IFDIR, DIRENT_OFF(2));
 		return r;
 	}
 	r = sessions_list(v->sessions,
@@ -681,7 +833,8 @@ static int readdir_static(FsView *v, uint64_t ino, Dirents *x)
 			_cleanup_(workload_unrefp) Workload *w =
 			    r >= 0 ? sessions_get(v->sessions, wname) : NULL;
 			if (w)
-				r = dirents_add(x, names[i], workload_dir_ino(w), S_IFDIR);
+				r = dirents_add(x, names[i], workload_dir_ino(w), S_IFDIR,
+						DIRENT_OFF(workload_slot(w)));
 		}
 		free(names[i]);
 	}
@@ -689,14 +842,22 @@ static int readdir_static(FsView *v, uint64_t ino, Dirents *x)
 	return r;
 }
 
-int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n)
+static int dirent_cmp(const void *a, const void *b)
 {
+	off_t x = ((const FsDirent *)a)->off, y = ((const FsDirent *)b)->off;
+
+	return (x > y) - (x < y);
+}
+
+int fsview_readdir(FsView *v, uint64_t wire, FsDirent **ret, size_t *ret_n)
+{
+	uint64_t ino = to_plain(v, wire);
 	Dirents x = {};
 	int r;
 
-	r = dirents_add(&x, ".", ino, S_IFDIR);
+	r = dirents_add(&x, ".", ino, S_IFDIR, 1);
 	if (r >= 0)
-		r = dirents_add(&x, "..", TREE_INO_ROOT, S_IFDIR);
+		r = dirents_add(&x, "..", TREE_INO_ROOT, S_IFDIR, 2);
 	if (r >= 0 && static_dir(ino))
 		r = readdir_static(v, ino, &x);
 	else if (r >= 0) {
@@ -719,7 +880,7 @@ int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n)
 							tree_ino(workload_slot(w),
 								 (uint16_t)(TREE_ID_FIRST_JWT + i),
 								 0),
-							S_IFREG);
+							S_IFREG, DIRENT_OFF(TREE_ID_FIRST_JWT + i));
 			}
 			for (size_t i = 0; i < n; i++)
 				free(aud[i]);
@@ -736,7 +897,8 @@ int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n)
 							       workload_status_serial(w))
 						    : tree_ino(workload_slot(w), n->id, gen);
 				r = dirents_add(&x, n->name, cino,
-						n->type == TREE_NODE_DIR ? S_IFDIR : S_IFREG);
+						n->type == TREE_NODE_DIR ? S_IFDIR : S_IFREG,
+						DIRENT_OFF(n->id));
 			}
 		}
 	}
@@ -744,13 +906,17 @@ int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n)
 		fsview_dirents_free(x.d, x.n);
 		return r;
 	}
+	for (size_t i = 0; i < x.n; i++)
+		x.d[i].ino = to_wire(v, x.d[i].ino);
+	qsort(x.d, x.n, sizeof *x.d, dirent_cmp);
 	*ret = x.d;
 	*ret_n = x.n;
 	return 0;
 }
 
-int fsview_poll(FsView *v, uint64_t ino, struct fuse_pollhandle *ph)
+int fsview_poll(FsView *v, uint64_t wire, struct fuse_pollhandle *ph)
 {
+	uint64_t ino = to_plain(v, wire);
 	InodeAttr a;
 	uint32_t slot, serial;
 	uint16_t id;

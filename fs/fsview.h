@@ -28,11 +28,16 @@ typedef struct FsView FsView;
 int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
 	       Notify *notify, FsView **ret);
 FsView *fsview_free(FsView *v);
-/* Takeover: l (borrowed, may be NULL) records the previous daemon's file inodes; epoch is this
- * process's generation for file entries; n gets the invalidation of a name whose old inode
- * answered ESTALE. Set before serving. */
+/* The connection's facts, set before serving. l (borrowed, may be NULL) records the previous
+ * daemon's file inodes (takeover); key (borrowed, may be NULL) wraps every inode number and
+ * generation the kernel sees (inokey.h: handles cannot be forged); epoch is this process's
+ * input to file generations, so an inode number a new process reuses is a new inode to the
+ * kernel; n gets the invalidation of a name whose old inode answered ESTALE. Without a key
+ * (unit tests) numbers are plain, directories have generation 1 and files the epoch. */
 struct InoLedger;
-void fsview_set_ledger(FsView *v, struct InoLedger *l, uint64_t epoch, Notify *n);
+struct InoKey;
+void fsview_set_connection(FsView *v, struct InoLedger *l, const struct InoKey *key,
+			   uint64_t epoch, Notify *n);
 /* Requests for inodes only a previous daemon had handed out. */
 typedef struct FsViewRecovery {
 	uint64_t dirs;   /* workload directories rebuilt from slot and serial */
@@ -45,15 +50,41 @@ void fsview_recovery(FsView *v, FsViewRecovery *ret);
  * looked up again and reach the current generation. Returns the count queued. */
 int fsview_invalidate_previous(FsView *v, Notify *n);
 
+/* Every inode number in and out of these functions is the kernel's (wrapped) number. */
 typedef struct FsEntry {
 	uint64_t ino;
-	uint64_t generation; /* FUSE generation: 1 for directories, the process epoch for files */
+	uint64_t generation; /* FUSE generation (inokey.h) */
 	struct stat st;
 	double entry_timeout, attr_timeout;
 } FsEntry;
 
-/* On success the kernel owns one lookup reference on ret->ino (FORGET gives it back). */
-int fsview_lookup(FsView *v, uint64_t parent, const char *name, pid_t caller_tid, FsEntry *ret);
+/* Who asks: filled by the FUSE layer from the request. */
+typedef struct FsCaller {
+	pid_t tid; /* 0: not visible in the daemon's pid namespace */
+	uid_t uid;
+	gid_t gid;
+	/* Supplementary groups, asked for only when a rule needs them: the count (at most max)
+	 * or -errno. NULL: none. */
+	int (*groups)(void *userdata, gid_t *ret, int max);
+	void *userdata;
+} FsCaller;
+
+/* JWT-SVIDs are minted off the FUSE workers: mint(userdata, workload, audience, done, ud) must
+ * not block; 0 promises done(ud, r) exactly once (r = 0: the token is in the store), -EAGAIN
+ * when busy. See minter.h. Without one, a lookup that needs a new token answers -EAGAIN. */
+typedef int (*FsMintFn)(void *userdata, const char *workload, const char *audience,
+			void (*done)(void *done_userdata, int r), void *done_userdata);
+void fsview_set_minter(FsView *v, FsMintFn mint, void *userdata);
+
+/* Completion of a lookup answered later (-EINPROGRESS): called exactly once, from another
+ * thread, with the entry when r >= 0. */
+typedef void (*FsLookupDone)(void *req, int r, const FsEntry *e);
+
+/* On success the kernel owns one lookup reference on ret->ino (FORGET gives it back).
+ * -EINPROGRESS: a JWT-SVID is being minted; done(req, ...) answers instead. jwt/<audience> is
+ * looked up (and a token minted) only for a caller that may read the workload's key. */
+int fsview_lookup(FsView *v, uint64_t parent, const char *name, const FsCaller *c,
+		  FsLookupDone done, void *req, FsEntry *ret);
 int fsview_getattr(FsView *v, uint64_t ino, struct stat *ret, double *ret_timeout);
 /* The bytes of [off, off+size) as a blob reference plus the slice; 0-length at EOF. */
 int fsview_read(FsView *v, uint64_t ino, size_t size, off_t off, SvidBlob **ret_blob,
@@ -64,8 +95,12 @@ typedef struct FsDirent {
 	char *name;
 	uint64_t ino;
 	mode_t type; /* S_IFDIR or S_IFREG */
+	off_t off;   /* the entry's stable position: a readdir resumes after it */
 } FsDirent;
-/* Every entry of a directory, "." and ".." first; free with fsview_dirents_free. */
+/* Every entry of a directory in ascending `off` order, "." and ".." first; free with
+ * fsview_dirents_free. Positions are stable while entries come and go (a workload's slot, a
+ * node's id), so a listing resumed at a position never repeats a name and never skips one that
+ * stayed. */
 int fsview_readdir(FsView *v, uint64_t ino, FsDirent **ret, size_t *ret_n);
 void fsview_dirents_free(FsDirent *d, size_t n);
 

@@ -39,12 +39,34 @@ static void reply_entry(fuse_req_t req, int r, const FsEntry *e)
 		fsview_forget(view(req), e->ino, 1);
 }
 
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* The answer to a lookup, now or from the minter's thread (a JWT-SVID was minted). */
+static void lookup_done(void *userdata, int r, const FsEntry *e)
 {
-	FsEntry e;
-	int r = fsview_lookup(view(req), parent, name, fuse_req_ctx(req)->pid, &e);
+	fuse_req_t req = userdata;
 
 	/* ENOENT is an answer, EACCES was logged once by the access check; the rest are faults. */
+	if (r < 0 && r != -ENOENT && r != -EACCES)
+		log_warning_errno(r, "lookup failed");
+	reply_entry(req, r, e);
+}
+
+static int req_groups(void *userdata, gid_t *ret, int max)
+{
+	int n = fuse_req_getgroups(userdata, max, ret);
+
+	return n < 0 ? n : MIN(n, max);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	FsCaller c = {.tid = ctx->pid, .uid = ctx->uid, .gid = ctx->gid, .groups = req_groups,
+		      .userdata = req};
+	FsEntry e;
+	int r = fsview_lookup(view(req), parent, name, &c, lookup_done, req, &e);
+
+	if (r == -EINPROGRESS)
+		return;
 	if (r < 0 && r != -ENOENT && r != -EACCES)
 		log_warning_errno(r, "lookup of %s in directory %#llx failed", name,
 				  (unsigned long long)parent);
@@ -117,10 +139,13 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (r >= 0 && !buf)
 		r = -ENOMEM;
-	for (size_t i = off < 0 ? 0 : (size_t)off; r >= 0 && i < n; i++) {
+	/* off is the position of the last entry the kernel took (fsview: positions are stable). */
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		if (d[i].off <= off)
+			continue;
 		struct stat st = {.st_ino = d[i].ino, .st_mode = d[i].type};
 		size_t need =
-		    fuse_add_direntry(req, buf + used, size - used, d[i].name, &st, (off_t)(i + 1));
+		    fuse_add_direntry(req, buf + used, size - used, d[i].name, &st, d[i].off);
 		if (need > size - used)
 			break;
 		used += need;

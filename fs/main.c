@@ -29,10 +29,12 @@
 #include "fuse_ops.h"
 #include "fuseconn.h"
 #include "handover.h"
+#include "inokey.h"
 #include "ledger.h"
 #include "inodes.h"
 #include "log.h"
 #include "macro.h"
+#include "minter.h"
 #include "notify.h"
 #include "secret.h"
 #include "sessions.h"
@@ -133,11 +135,13 @@ typedef struct Daemon {
 	int lock_fd; /* daemon.lock: held while this process may serve the connection */
 	FuseConn *conn;
 	InoLedger *ledger;
+	InoKey *ino_key; /* travels with the connection: the kernel's inode numbers depend on it */
 	struct fuse_session *se;
 	Control *control;
 	Sessions *sessions;
 	FsView *view;
 	Notify *notify;
+	Minter *minter; /* JWT-SVIDs for lookups, off the FUSE workers */
 	uint64_t epoch;
 	int64_t mounted_at;
 	unsigned takeovers;
@@ -278,6 +282,19 @@ static int build_facts(Daemon *d, KvMsg **ret)
 	kv_addf(m, "takeovers", "%u", d->takeovers);
 	kv_add(m, "mountpoint", d->cfg->mountpoint);
 	kv_addf(m, "epoch", "%llu", (unsigned long long)d->epoch);
+	{
+		_cleanup_free_ char *khex = NULL;
+		uint8_t key[INO_KEY_SIZE];
+		ino_key_export(d->ino_key, key);
+		r = handover_hex_encode(key, sizeof key, &khex);
+		secret_wipe(key, sizeof key);
+		if (r < 0) {
+			kv_free(m);
+			return r;
+		}
+		kv_add(m, "inokey", khex);
+		secret_wipe(khex, strlen(khex));
+	}
 	kv_addf(m, "last_reply_us", "%llu",
 		(unsigned long long)fuse_conn_last_reply_us(d->conn));
 	*ret = m;
@@ -398,6 +415,25 @@ static int claim_connection(Daemon *d, int *fds, size_t *n_fds, KvMsg **facts)
 	}
 }
 
+static int adopt_ino_key(Daemon *d, const char *hex)
+{
+	uint8_t key[INO_KEY_SIZE];
+	size_t len = 0;
+	int r;
+
+	r = hex ? handover_hex_decode(hex, key, sizeof key, &len) : -EPROTO;
+	if (r >= 0 && len != sizeof key)
+		r = -EPROTO;
+	if (r >= 0) {
+		d->ino_key = ino_key_free(d->ino_key);
+		r = ino_key_new(key, &d->ino_key);
+	}
+	secret_wipe(key, sizeof key);
+	if (r < 0)
+		log_warning_errno(r, "the kept connection carries no usable inode key");
+	return r;
+}
+
 /* Either adopts a live connection (a predecessor's, or the keeper's) or mounts afresh. */
 static int fuse_mount_start(Daemon *d)
 {
@@ -429,6 +465,9 @@ static int fuse_mount_start(Daemon *d)
 		/* A connection whose mount is gone (unmounted by hand) cannot be adopted. */
 		if (r >= 0 && (!mp || !streq(mp, cfg->mountpoint) || mount_kind(cfg->mountpoint) != 1))
 			r = -ESTALE;
+		/* The kernel holds wrapped inode numbers: without the key they mean nothing. */
+		if (r >= 0)
+			r = adopt_ino_key(d, kv_get(facts, "inokey"));
 		if (r >= 0)
 			r = fuse_conn_adopt(fds[0], init, len, &d->conn);
 		if (r >= 0 && n_fds > 1 && ino_ledger_adopt(fds[1], &d->ledger) < 0)
@@ -468,6 +507,13 @@ static int fuse_mount_start(Daemon *d)
 		r = ino_ledger_new(0, &d->ledger);
 		if (r < 0)
 			return log_error_errno(r, "cannot create the inode ledger");
+	}
+	if (!d->adopted) {
+		/* A new connection: a new key (the adoption attempt may have set one). */
+		d->ino_key = ino_key_free(d->ino_key);
+		r = ino_key_new(NULL, &d->ino_key);
+		if (r < 0)
+			return log_error_errno(r, "cannot create the inode key");
 	}
 	d->se = fuse_session_new(&args, &svidfs_fuse_ops, sizeof svidfs_fuse_ops, d->view);
 	fuse_opt_free_args(&args);
@@ -520,6 +566,26 @@ static void adopt_wait(Daemon *d)
 		log_info("all %zu workload(s) have their SVIDs after %ld ms", n, ms);
 }
 
+/* ---- JWT-SVIDs ---- */
+
+static int mint_fetch(void *userdata, const char *name, const char *audience)
+{
+	return sessions_fetch_jwt(userdata, name, audience);
+}
+
+static int mint_submit(void *userdata, const char *name, const char *audience,
+		       void (*done)(void *, int), void *done_userdata)
+{
+	return minter_submit(userdata, name, audience, done, done_userdata);
+}
+
+/* Tokens may take a quarter of the secure heap in all, so keys always find room; one workload
+ * at most 128 KiB of that (its audiences' tokens with those the kernel still holds). */
+static size_t jwt_budget_per_workload(size_t secure_heap)
+{
+	return MIN((size_t)128 * 1024, secure_heap / 4 / 16);
+}
+
 /* ---- the handover socket: a successor started with --takeover asks for the connection ---- */
 
 static void *handover_thread(void *userdata)
@@ -566,6 +632,9 @@ static void *handover_thread(void *userdata)
 		while (!d->loop_done)
 			pthread_cond_wait(&d->cond, &d->lock);
 		pthread_mutex_unlock(&d->lock);
+		/* Lookups waiting for a JWT-SVID are requests the kernel sent us: answer them
+		 * before the successor takes the connection. */
+		minter_drain(d->minter);
 		int fds[3] = {fuse_conn_fd(d->conn), ino_ledger_fd(d->ledger), d->lock_fd};
 		int r = build_facts(d, &rep);
 		if (r >= 0) {
@@ -790,6 +859,9 @@ static int run(Config *cfg)
 	workload_serial_init(base);
 	r = svid_store_new(base, &store);
 	if (r >= 0)
+		r = svid_store_set_jwt_budget(store, jwt_budget_per_workload(cfg->secure_heap),
+					      cfg->secure_heap / 4);
+	if (r >= 0)
 		r = inode_table_new(&inodes);
 	if (r >= 0)
 		r = notify_new(&d->notify);
@@ -797,6 +869,10 @@ static int run(Config *cfg)
 		r = sessions_new(cfg, store, inodes, d->notify, &d->sessions);
 	if (r >= 0)
 		r = fsview_new(d->sessions, store, inodes, policy, d->notify, &d->view);
+	if (r >= 0)
+		r = minter_new(mint_fetch, d->sessions, NULL, &d->minter);
+	if (r >= 0)
+		fsview_set_minter(d->view, mint_submit, d->minter);
 	if (r >= 0) {
 		ControlContext cc = {.cfg = cfg, .sessions = d->sessions, .store = store,
 				     .inodes = inodes, .started_at = (int64_t)ts.tv_sec,
@@ -821,7 +897,8 @@ static int run(Config *cfg)
 		goto out;
 	inode_table_set_ledger(inodes, d->ledger);
 	sessions_set_ledger(d->sessions, d->ledger);
-	fsview_set_ledger(d->view, d->ledger, d->epoch, d->notify);
+	fsview_set_connection(d->view, d->ledger, d->ino_key, d->epoch, d->notify);
+	notify_set_ino_key(d->notify, d->ino_key);
 	r = notify_start(d->notify, d->se);
 	if (r >= 0)
 		r = sessions_start(d->sessions);
@@ -872,6 +949,8 @@ unmount:
 			mode = d->keeper.type != HANDOVER_KEEPER_NONE ? STOP_KEEP : STOP_UNMOUNT;
 	}
 	pthread_mutex_unlock(&d->lock);
+	/* Answers the lookups still waiting for a JWT-SVID (queued ones with EAGAIN). */
+	d->minter = minter_free(d->minter);
 	if (d->se)
 		fuse_session_exit(d->se);
 	if (d->conn && mode == STOP_KEEP)
@@ -896,6 +975,7 @@ unmount:
 out:
 	the_daemon = NULL;
 	control_free(d->control);
+	minter_free(d->minter);
 	sessions_free(d->sessions);
 	notify_free(d->notify);
 	fsview_free(d->view);
@@ -907,6 +987,7 @@ out:
 		fuse_loop_cfg_destroy(loop);
 	inode_table_free(inodes);
 	ino_ledger_free(d->ledger);
+	ino_key_free(d->ino_key);
 	svid_store_unref(store);
 	handover_stop(d);
 	if (d->pred_fd >= 0)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inokey.h"
 #include "log.h"
 #include "macro.h"
 #include "notify.h"
@@ -25,6 +26,7 @@ struct Notify {
 	pthread_cond_t cond, done;
 	Event *head, **tail;
 	struct fuse_session *se;
+	const InoKey *key; /* borrowed: the kernel sees wrapped inode numbers */
 	pthread_t thread;
 	bool running, stop;
 	uint64_t queued, sent;
@@ -53,14 +55,15 @@ static void event_free(Event *e)
 
 static void send_event(Notify *n, Event *e)
 {
+	uint64_t ino = n->key ? ino_key_wrap(n->key, e->ino) : e->ino;
 	int r = 0;
 
 	switch (e->type) {
 	case EV_INVAL_ENTRY:
-		r = fuse_lowlevel_notify_inval_entry(n->se, e->ino, e->name, strlen(e->name));
+		r = fuse_lowlevel_notify_inval_entry(n->se, ino, e->name, strlen(e->name));
 		break;
 	case EV_INVAL_INODE:
-		r = fuse_lowlevel_notify_inval_inode(n->se, e->ino, 0, 0);
+		r = fuse_lowlevel_notify_inval_inode(n->se, ino, 0, 0);
 		break;
 	case EV_POLL:
 		r = fuse_lowlevel_notify_poll(e->ph);
@@ -100,6 +103,11 @@ static void *notify_thread(void *userdata)
 	}
 	pthread_mutex_unlock(&n->lock);
 	return NULL;
+}
+
+void notify_set_ino_key(Notify *n, const InoKey *key)
+{
+	n->key = key;
 }
 
 int notify_start(Notify *n, struct fuse_session *se)

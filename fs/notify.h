@@ -14,6 +14,10 @@ struct fuse_pollhandle;
 typedef struct Notify Notify;
 
 int notify_new(Notify **ret);
+/* Events carry the daemon's plain inode numbers; with a key (borrowed, set before
+ * notify_start) the kernel gets the wrapped ones (inokey.h). */
+struct InoKey;
+void notify_set_ino_key(Notify *n, const struct InoKey *key);
 int notify_start(Notify *n, struct fuse_session *se);
 void notify_stop(Notify *n);	/* sends what is queued, then joins the thread */
 Notify *notify_free(Notify *n); /* NULL-safe; stops first */

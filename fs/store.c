@@ -17,7 +17,7 @@
 
 DEFINE_CLEANUP_FUNC(SvidBlob, svid_blob_unref)
 
-#define JWT_CACHE_MAX 64 /* audiences cached per workload; the least fresh is evicted */
+#define JWT_CACHE_MAX SVID_JWT_AUDIENCES_MAX /* per workload; the least fresh is evicted */
 
 typedef struct SvidItem {
 	char *spiffe_id, *trust_domain, *hint, *serial;
@@ -79,12 +79,15 @@ typedef struct Workload {
 	SvidSet *cur;
 	JwtEntry *jwts;
 	size_t n_jwts;
+	SvidBudget *jwt_budget; /* every token of this workload, cached or held by an inode */
 } Workload;
 
 struct SvidStore {
 	unsigned n_ref;
 	pthread_mutex_t lock;
 	uint64_t gen, jwt_serial, bundle_epoch;
+	SvidBudget *jwt_total; /* parent of every workload's JWT budget */
+	size_t jwt_per_workload;
 	Workload **by_name; /* sorted by name */
 	size_t n, cap;
 	Workload **by_slot; /* index slot-1; NULL when free */
@@ -457,9 +460,30 @@ int svid_store_new(uint64_t gen_base, SvidStore **ret)
 	s->n_ref = 1;
 	s->gen = gen_base;
 	s->jwt_serial = gen_base;
+	s->jwt_per_workload = SIZE_MAX;
+	if (svid_budget_new(SIZE_MAX, NULL, &s->jwt_total) < 0) {
+		free(s);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	*ret = s;
 	return 0;
+}
+
+int svid_store_set_jwt_budget(SvidStore *s, size_t per_workload, size_t total)
+{
+	SvidBudget *b;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = s->n ? -EBUSY : svid_budget_new(total, NULL, &b);
+	if (r >= 0) {
+		svid_budget_unref(s->jwt_total);
+		s->jwt_total = b;
+		s->jwt_per_workload = per_workload;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
 }
 
 static void jwt_entry_done(JwtEntry *e)
@@ -482,6 +506,7 @@ static void workload_free(Workload *w)
 	if (!w)
 		return;
 	jwts_clear(w);
+	svid_budget_unref(w->jwt_budget);
 	svid_set_unref(w->cur);
 	free(w->name);
 	free(w);
@@ -493,6 +518,7 @@ SvidStore *svid_store_unref(SvidStore *s)
 		return NULL;
 	for (size_t i = 0; i < s->n; i++)
 		workload_free(s->by_name[i]);
+	svid_budget_unref(s->jwt_total);
 	free(s->by_name);
 	free(s->by_slot);
 	for (size_t i = 0; i < s->n_sources; i++) {
@@ -1009,18 +1035,20 @@ int svid_store_put_jwt(SvidStore *s, const char *name, const char *audience,
 	/* Fresh until half its lifetime, as SPIRE and go-spiffe renew. */
 	fresh = jwt->issued_at ? jwt->issued_at + (jwt->expires_at - jwt->issued_at) / 2
 			       : jwt->expires_at;
-	r = svid_blob_new(jwt->token, strlen(jwt->token), true, &tok);
-	if (r < 0)
-		return r;
 	aud = strdup(audience);
 	if (!aud)
 		return -ENOMEM;
 
 	pthread_mutex_lock(&s->lock);
 	w = find(s, name);
-	if (!w) {
+	r = w ? 0 : -ENOENT;
+	if (r >= 0 && !w->jwt_budget)
+		r = svid_budget_new(s->jwt_per_workload, s->jwt_total, &w->jwt_budget);
+	if (r >= 0)
+		r = svid_blob_new_charged(jwt->token, strlen(jwt->token), w->jwt_budget, &tok);
+	if (r < 0) {
 		pthread_mutex_unlock(&s->lock);
-		return -ENOENT;
+		return r;
 	}
 	for (size_t i = 0; i < w->n_jwts; i++)
 		if (streq(w->jwts[i].audience, audience))
@@ -1050,6 +1078,35 @@ int svid_store_put_jwt(SvidStore *s, const char *name, const char *audience,
 	};
 	pthread_mutex_unlock(&s->lock);
 	return 0;
+}
+
+int svid_store_drop_jwt(SvidStore *s, const char *name, const char *audience)
+{
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	Workload *w = find(s, name);
+	for (size_t i = 0; w && i < w->n_jwts; i++) {
+		if (!streq(w->jwts[i].audience, audience))
+			continue;
+		jwt_entry_done(&w->jwts[i]);
+		w->jwts[i] = w->jwts[--w->n_jwts];
+		r = 0;
+		break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+size_t svid_store_jwt_bytes(SvidStore *s, const char *name)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	Workload *w = name ? find(s, name) : NULL;
+	n = name ? (w ? svid_budget_used(w->jwt_budget) : 0) : svid_budget_used(s->jwt_total);
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 int svid_store_get_jwt(SvidStore *s, const char *name, const char *audience, int64_t now,

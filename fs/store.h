@@ -51,9 +51,21 @@ int svid_store_set_jwt_bundles(SvidStore *s, const char *source, const SvidBundl
 			       size_t n, int64_t now);
 
 /* JWT-SVID cache, per (workload, audience). A token is fresh until half its lifetime. put does
- * not change the workload's generation; each cached token gets its own serial (never reused). */
+ * not change the workload's generation; each cached token gets its own serial (never reused).
+ * At most SVID_JWT_AUDIENCES_MAX audiences are cached per workload (the least fresh goes).
+ * Tokens live in locked memory and are charged to their workload's budget for as long as any
+ * reference lives (the cache's, or an inode's the kernel holds): put fails with -ENOSPC when
+ * the workload's budget or the store's total would be exceeded, so one workload's tokens can
+ * never take the memory other workloads' keys need. */
+#define SVID_JWT_AUDIENCES_MAX 32
 int svid_store_put_jwt(SvidStore *s, const char *name, const char *audience,
 		       const SvidJwtInput *jwt);
+/* Budgets in bytes (default unlimited); only before the first svid_store_add (-EBUSY after). */
+int svid_store_set_jwt_budget(SvidStore *s, size_t per_workload, size_t total);
+/* Token bytes alive for one workload (name NULL: all). */
+size_t svid_store_jwt_bytes(SvidStore *s, const char *name);
+/* Forgets the cached token of an audience the workload no longer shows; -ENOENT if none. */
+int svid_store_drop_jwt(SvidStore *s, const char *name, const char *audience);
 /* -ENOENT when no fresh token is cached at `now`. ret_token is a secret blob. */
 int svid_store_get_jwt(SvidStore *s, const char *name, const char *audience, int64_t now,
 		       SvidBlob **ret_token, int64_t *ret_fresh_until, uint64_t *ret_serial);

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <assert.h>
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
@@ -7,14 +8,18 @@
 
 #include "cleanup.h"
 #include "macro.h"
+#include "store.h"
 #include "tree.h"
 #include "workload.h"
 
-#define MAX_AUDIENCES (TREE_ID_MAX - TREE_ID_FIRST_JWT)
+/* As many audiences as the store caches tokens for; node ids have room for them. */
+#define MAX_AUDIENCES SVID_JWT_AUDIENCES_MAX
+static_assert(MAX_AUDIENCES <= TREE_ID_MAX - TREE_ID_FIRST_JWT, "JWT node ids");
 
 typedef struct Audience {
 	char *audience;
 	uint64_t store_serial, serial;
+	uint64_t used; /* aud_clock at the last lookup */
 } Audience;
 
 struct Workload {
@@ -36,6 +41,7 @@ struct Workload {
 	WorkloadStream stream;
 	Audience *aud;
 	size_t n_aud;
+	uint64_t aud_clock;
 };
 
 static uint64_t serial_counter;
@@ -294,32 +300,42 @@ uint64_t workload_bump_status(Workload *w)
 	return s;
 }
 
-int workload_audience_index(Workload *w, const char *audience)
+int workload_audience_index(Workload *w, const char *audience, int *ret_index, char **ret_evicted)
 {
-	int r;
+	size_t i;
+	int r = 0;
 
 	pthread_mutex_lock(&w->lock);
-	for (size_t i = 0; i < w->n_aud; i++)
-		if (streq(w->aud[i].audience, audience)) {
-			r = (int)i;
+	for (i = 0; i < w->n_aud; i++)
+		if (streq(w->aud[i].audience, audience))
+			goto found;
+	char *copy = strdup(audience);
+	if (!copy) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (w->n_aud >= MAX_AUDIENCES) {
+		/* Full: the least recently looked-up audience gives its index to this one. */
+		i = 0;
+		for (size_t k = 1; k < w->n_aud; k++)
+			if (w->aud[k].used < w->aud[i].used)
+				i = k;
+		*ret_evicted = w->aud[i].audience;
+	} else {
+		Audience *a = realloc(w->aud, (w->n_aud + 1) * sizeof *a);
+		if (!a) {
+			free(copy);
+			r = -ENOMEM;
 			goto out;
 		}
-	if (w->n_aud >= MAX_AUDIENCES) {
-		r = -E2BIG;
-		goto out;
+		w->aud = a;
+		i = w->n_aud++;
 	}
-	Audience *a = realloc(w->aud, (w->n_aud + 1) * sizeof *a);
-	if (!a) {
-		r = -ENOMEM;
-		goto out;
-	}
-	w->aud = a;
-	a[w->n_aud] = (Audience){.audience = strdup(audience)};
-	if (!a[w->n_aud].audience) {
-		r = -ENOMEM;
-		goto out;
-	}
-	r = (int)w->n_aud++;
+	w->aud[i] = (Audience){.audience = copy};
+	r = 1;
+found:
+	w->aud[i].used = ++w->aud_clock;
+	*ret_index = (int)i;
 out:
 	pthread_mutex_unlock(&w->lock);
 	return r;

@@ -69,7 +69,11 @@ void workload_status_touch(Workload *w, int64_t now);
 uint64_t workload_bump_status(Workload *w); /* a new serial for status.json */
 
 /* JWT audiences: a small index per audience (for inode numbers), and a daemon serial per
- * (audience, store token serial). */
-int workload_audience_index(Workload *w, const char *audience);	 /* >= 0, or -E2BIG */
+ * (audience, store token serial). 1 when the audience is new, 0 when known, with its index. At
+ * most SVID_JWT_AUDIENCES_MAX per workload: when full, the least recently looked-up audience is
+ * evicted and its index reused; *ret_evicted (left alone otherwise) then gets that audience
+ * (free it), whose token and name the caller drops. */
+int workload_audience_index(Workload *w, const char *audience, int *ret_index,
+			    char **ret_evicted);
 int workload_audiences(Workload *w, char ***ret, size_t *ret_n); /* copies */
 uint64_t workload_jwt_serial(Workload *w, unsigned index, uint64_t store_serial);

@@ -158,7 +158,7 @@ static int dispatch(Server *s, const KvMsg *req, KvMsg *reply, const char **ret_
 		return r;
 	}
 	bool is_ms_op = streq(op, "stall") || streq(op, "refuse") || streq(op, "restart") ||
-			streq(op, "set-delay");
+			streq(op, "set-delay") || streq(op, "jwt-delay");
 	if (!is_ms_op) {
 		*ret_error = "unknown op";
 		return -EOPNOTSUPP;
@@ -176,6 +176,8 @@ static int dispatch(Server *s, const KvMsg *req, KvMsg *reply, const char **ret_
 		return server_refuse(s, v);
 	if (streq(op, "restart"))
 		return server_restart(s, v);
+	if (streq(op, "jwt-delay"))
+		return server_set_jwt_delay(s, v);
 	return server_set_delay(s, v);
 }
 
@@ -369,7 +371,7 @@ static void ctl_usage(FILE *f)
 	fputs("usage: svidfs-devagent ctl [--control PATH] [--wait MS] OP [ARG...]\n"
 	      "ops: ping | info | list | rotate [ID] | add-entry SPEC... | remove-entry ID\n"
 	      "     close-streams | stall MS | refuse MS | malformed | oversize BYTES\n"
-	      "     restart [MS] | set-delay MS | wait-streams [N] [timeout_ms=T]\n"
+	      "     restart [MS] | set-delay MS | jwt-delay MS | wait-streams [N] [timeout_ms=T]\n"
 	      "ARG is key=value, or a bare value (passed as arg=...).\n"
 	      "PATH defaults to $SVIDFS_DEVAGENT_CONTROL. See svidfs-devagent(1).\n",
 	      f);

@@ -181,7 +181,7 @@ struct Server {
 	pthread_cond_t stream_cond; /* server_wait_streams */
 	char *td, *td_id;
 	KeyType key_type;
-	uint64_t svid_ttl_ms, jwt_ttl_ms, first_delay_ms;
+	uint64_t svid_ttl_ms, jwt_ttl_ms, first_delay_ms, jwt_delay_ms;
 	uid_t *auth_uids;
 	size_t n_auth_uids;
 	bool auto_k8s;
@@ -1034,6 +1034,14 @@ static void reply_unary(Call *c, const ProtobufCMessage *m)
 static void handle_jwt(Call *c, RegEntry **m, size_t n, char **aud, size_t n_aud)
 {
 	Server *s = c->srv;
+	uint64_t delay = __atomic_load_n(&s->jwt_delay_ms, __ATOMIC_RELAXED);
+	if (delay) {
+		/* The fault: the whole server is held, as an overloaded agent would be. */
+		struct timespec ts = {.tv_sec = (time_t)(delay / 1000),
+				      .tv_nsec = (long)(delay % 1000) * 1000000};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
 	int64_t iat = (int64_t)time(NULL), exp = iat + (int64_t)((s->jwt_ttl_ms + 999) / 1000);
 	char **tokens = calloc(n ? n : 1, sizeof *tokens);
 	int r = tokens ? 0 : -ENOMEM;
@@ -1993,6 +2001,12 @@ int server_restart(Server *s, uint64_t ms)
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->mu);
 	pthread_mutex_unlock(&s->lifecycle_mu);
+	return 0;
+}
+
+int server_set_jwt_delay(Server *s, uint64_t ms)
+{
+	__atomic_store_n(&s->jwt_delay_ms, ms, __ATOMIC_RELAXED);
 	return 0;
 }
 

@@ -54,5 +54,7 @@ int server_send_malformed(Server *s);                          /* count of strea
 int server_send_oversize(Server *s, uint64_t bytes);           /* count of streams */
 int server_restart(Server *s, uint64_t ms);
 int server_set_delay(Server *s, uint64_t ms);
+/* A slow agent: every JWT-SVID request holds the server for ms before it is answered. */
+int server_set_jwt_delay(Server *s, uint64_t ms);
 /* Waits until at least n SVID streams are open (or timeout_ms passes: -ETIMEDOUT). */
 int server_wait_streams(Server *s, unsigned n, uint64_t timeout_ms);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,6 +9,7 @@
 #include "inodes.h"
 #include "kv.h"
 #include "registration.h"
+#include "store.h"
 #include "tree.h"
 #include "workload.h"
 
@@ -136,9 +138,15 @@ Test(workload, audiences_and_jwt_serials)
 {
 	workload_serial_init(5000);
 	Workload *w = mk();
-	cr_assert_eq(workload_audience_index(w, "a"), 0);
-	cr_assert_eq(workload_audience_index(w, "b"), 1);
-	cr_assert_eq(workload_audience_index(w, "a"), 0);
+	char *evicted = NULL;
+	int idx = -1;
+	cr_assert_eq(workload_audience_index(w, "a", &idx, &evicted), 1);
+	cr_assert_eq(idx, 0);
+	cr_assert_eq(workload_audience_index(w, "b", &idx, &evicted), 1);
+	cr_assert_eq(idx, 1);
+	cr_assert_eq(workload_audience_index(w, "a", &idx, &evicted), 0);
+	cr_assert_eq(idx, 0);
+	cr_assert_null(evicted);
 	uint64_t s1 = workload_jwt_serial(w, 0, 7);
 	cr_assert_eq(workload_jwt_serial(w, 0, 7), s1);
 	uint64_t s2 = workload_jwt_serial(w, 0, 8);
@@ -150,6 +158,48 @@ Test(workload, audiences_and_jwt_serials)
 	cr_assert_str_eq(aud[1], "b");
 	free(aud[0]);
 	free(aud[1]);
+	free(aud);
+	workload_unref(w);
+}
+
+/* Issue 12: audiences are bounded per workload; the least recently looked-up one is evicted
+ * and its index reused (a flood of audiences cannot grow the list or lock the workload out). */
+Test(workload, audiences_are_bounded_with_lru_eviction)
+{
+	char name[32], *evicted = NULL;
+	int idx = -1;
+
+	workload_serial_init(5000);
+	Workload *w = mk();
+	for (int i = 0; i < SVID_JWT_AUDIENCES_MAX; i++) {
+		snprintf(name, sizeof name, "aud-%d", i);
+		cr_assert_eq(workload_audience_index(w, name, &idx, &evicted), 1);
+		cr_assert_eq(idx, i);
+	}
+	/* aud-0 is used again: aud-1 is now the least recently used. */
+	cr_assert_eq(workload_audience_index(w, "aud-0", &idx, &evicted), 0);
+	cr_assert_null(evicted);
+	for (int i = 0; i < 1000; i++) {
+		snprintf(name, sizeof name, "flood-%d", i);
+		cr_assert_eq(workload_audience_index(w, name, &idx, &evicted), 1);
+		cr_assert_not_null(evicted);
+		if (i == 0) {
+			cr_assert_str_eq(evicted, "aud-1");
+			cr_assert_eq(idx, 1);
+		}
+		cr_assert_str_neq(evicted, "aud-0");
+		free(evicted);
+		evicted = NULL;
+		/* The workload's own audience keeps being used, so it is never the victim. */
+		cr_assert_eq(workload_audience_index(w, "aud-0", &idx, &evicted), 0);
+		cr_assert_eq(idx, 0);
+	}
+	char **aud;
+	size_t n;
+	cr_assert_eq(workload_audiences(w, &aud, &n), 0);
+	cr_assert_eq(n, SVID_JWT_AUDIENCES_MAX);
+	for (size_t i = 0; i < n; i++)
+		free(aud[i]);
 	free(aud);
 	workload_unref(w);
 }

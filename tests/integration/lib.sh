@@ -158,3 +158,31 @@ serial_of() { "$CHECK" serial "$1"; }
 status_serial() { ctl status "$1" | awk '$1 == "serial" { print $2 }'; }
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# pod_cgroup UID: creates the cgroup kubelet's systemd driver gives a burstable pod (cgroup v2,
+# below /svidfs-test.<pid> so the daemon runs with --cgroup-root "$CG_ROOT") and prints its path.
+CG2=$(findmnt -n -t cgroup2 -o TARGET | head -1)
+CG_ROOT=/svidfs-test.$$
+pod_cgroup() {
+	local u
+	u=$(echo "$1" | tr - _)
+	local base=$CG2$CG_ROOT/kubepods.slice/kubepods-burstable.slice
+	local cg=$base/kubepods-burstable-pod$u.slice
+	mkdir -p "$cg" || return 1
+	CGROUPS="$cg $CGROUPS $base $CG2$CG_ROOT/kubepods.slice $CG2$CG_ROOT"
+	echo "$cg"
+}
+
+# as_pod CGROUP SCRIPT: runs SCRIPT (sh) as a process of CGROUP in a new mount namespace.
+as_pod() {
+	unshare -m --propagation private sh -c "echo \$\$ > '$1/cgroup.procs' && $2"
+}
+
+# wait_long COMMAND...: retries for up to 120 s (work that scales with the machine's load).
+wait_long() {
+	for _ in $(seq 1200); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}

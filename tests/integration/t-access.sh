@@ -80,10 +80,15 @@ check "the denial log line gives the reason" grep -q "may enter only its own pod
 chmod 0755 "$T"
 check "host root lists every pod" sh -c "ls '$MNT/pods' | grep -q '$A' && ls '$MNT/pods' | grep -q '$B'"
 check "host root reads a pod's key" "$CHECK" keymatch "$MNT/pods/$B/$KEY"
-check "a host non-root user may read certificates and bundles" \
-	setpriv --reuid 65534 --regid 65534 --clear-groups cat "$MNT/pods/$A/example.org.spiffe-trust-bundle.pem"
-check "a host non-root user may not read a 0400 key" \
-	not setpriv --reuid 65534 --regid 65534 --clear-groups cat "$MNT/pods/$A/$KEY"
+check "a host non-root user may not walk into pods/ (root-only)" \
+	not setpriv --reuid 65534 --regid 65534 --clear-groups cat "$MNT/pods/$A/example.org.spiffe-trust-bundle.pem"
+# Through a bind of a pod's directory (a pod's or a service's view) modes decide.
+mkdir -p "$T/viewA"
+mount --bind "$MNT/pods/$A" "$T/viewA" && BINDS="$T/viewA $BINDS"
+check "through a bind, a non-root user may read certificates and bundles" \
+	setpriv --reuid 65534 --regid 65534 --clear-groups cat "$T/viewA/example.org.spiffe-trust-bundle.pem"
+check "through a bind, a non-root user may not read a 0400 key" \
+	not setpriv --reuid 65534 --regid 65534 --clear-groups cat "$T/viewA/$KEY"
 OUT=$CG2/svidfs-other.$$/kubepods/pod$A
 mkdir -p "$OUT"
 CGROUPS="$CGROUPS $OUT $CG2/svidfs-other.$$/kubepods $CG2/svidfs-other.$$"
