@@ -294,10 +294,12 @@ static void t_publish_and_read(void)
 			   sizeof out);
 	tap(r == 0 && strstr(out, KEY_FILE) && strstr(out, "status.json"),
 	    "a process in pod A's cgroup and own mount namespace reads the files (%d)", r);
+	/* Before the diagnostics: strtok() cuts out at its first line. */
+	bool has_cert = strstr(out, "cert") != NULL;
 	if (r == 0)
 		for (char *l = strtok(out, "\n"); l; l = strtok(NULL, "\n"))
 			diag("  %s", l);
-	tap(r == 0 && strstr(out, "cert"), "the files hold PEM certificates");
+	tap(r == 0 && has_cert, "the files hold PEM certificates");
 
 	r = stack_pod_exec(S, A.pod_uid, A.target_path, 0, 0, pod_write, KEY_FILE, NULL, 0);
 	tap(r == EROFS, "writing a file through the bind fails with EROFS (%s)", strerror(r));
