@@ -264,6 +264,30 @@ Test(volctx, pod_facts_validated)
 	bad("not a valid service account");
 }
 
+/* The same rules as the daemon's (common/k8sname.c): names are DNS-1123 subdomains, dots only
+ * between labels; a UID is a UUID or a static pod's 32 hex digits. */
+Test(volctx, pod_facts_follow_the_kubernetes_rules)
+{
+	const char *bad_names[] = {"a..b", "web-0.", ".web", "web-", "a.-b"};
+	for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
+		reset();
+		set_ctx("csi.storage.k8s.io/pod.name", bad_names[i]);
+		bad("not a valid pod name");
+		reset();
+		set_ctx("csi.storage.k8s.io/serviceAccount.name", bad_names[i]);
+		bad("not a valid service account");
+	}
+	reset();
+	set_ctx("csi.storage.k8s.io/pod.namespace", "..");
+	bad("not a valid pod namespace");
+	reset();
+	set_ctx("csi.storage.k8s.io/pod.namespace", "a.b");
+	bad("DNS-1123 label");
+	reset();
+	set_ctx("csi.storage.k8s.io/pod.name", "web-0.shop");
+	volctx_free(ok());
+}
+
 Test(volctx, unknown_attributes_named)
 {
 	set_ctx("foo", "bar");
