@@ -591,7 +591,9 @@ int volctx_register_request(const VolCtx *c, KvMsg **ret)
 	if (c->include_federated &&
 	    (r = kv_add(m, "include_federated_domains", c->include_federated)) < 0)
 		return r;
-	if ((r = kv_add(m, "ref", c->volume_id)) < 0)
+	/* The target travels with the reference: the daemon refuses another volume id on it. */
+	if ((r = kv_add(m, "ref", c->volume_id)) < 0 ||
+	    (r = kv_add(m, "target", c->target_path)) < 0)
 		return r;
 	*ret = TAKE_PTR(m);
 	return 0;

@@ -125,7 +125,8 @@ Test(volctx, kubelet_request_maps_to_register)
 	cr_assert_str_eq(
 	    s, "op=register\nkind=pod\npod_uid=" UID "\nnamespace=shop\n"
 	       "service_account=web\npod_name=web-7d4b9c-x2x\n"
-	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n\n");
+	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n"
+	       "target=" TARGET "\n\n");
 	free(s);
 	kv_free(m);
 	volctx_free(c);
@@ -155,7 +156,8 @@ Test(volctx, attributes_map_to_register)
 	       "svid_bundle_file_name=ca.pem\njwt_bundle_file_name=jwks.json\n"
 	       "jwt_svid=api.jwt https://api.example.org\njwt_svid=vault.token vault\n"
 	       "include_federated_domains=true\n"
-	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n\n");
+	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n"
+	       "target=" TARGET "\n\n");
 	free(s);
 	kv_free(m);
 	volctx_free(c);
