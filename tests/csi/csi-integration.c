@@ -520,15 +520,16 @@ static void t_concurrent(void)
 	ConcArg a[2];
 	pthread_t t[2];
 
-	/* The development agent delays the new pod's first SVID by a second, so the first
-	 * publish is still waiting when the second arrives 200 ms later. */
-	int d = stack_set_first_svid_delay(S, 1000);
+	/* The development agent delays the new pod's first SVID (2.5 s, within the plugin's 3 s
+	 * --publish-timeout): the second publish starts once the first has registered the pod,
+	 * so it arrives while the first waits for the SVID. */
+	int d = stack_set_first_svid_delay(S, 2500);
 	new_pod(&v, "shop", "slow");
 	for (int i = 0; i < 2; i++) {
 		a[i] = (ConcArg){.v = &v, .sock = stack_csi_socket(S)};
 		pthread_create(&t[i], NULL, conc_publish, &a[i]);
-		if (i == 0)
-			usleep(200000);
+		for (int k = 0; i == 0 && k < 1000 && daemon_status(v.pod_uid) != 0; k++)
+			usleep(10000); /* bounded: until the first publish registered the pod */
 	}
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
