@@ -53,6 +53,7 @@ struct Conn {
 	ConnState state;
 	bool closed; /* fd gone while the worker had its request: freed when the job returns */
 	bool hangup; /* close once the reply is out (the request stream is out of step) */
+	bool eof;    /* the client sent all it will (shut its side): answer what came, close */
 	sd_event_source *io, *timer;
 	char *in; /* request bytes received, not yet parsed; NULL when none */
 	size_t in_len, in_cap;
@@ -459,8 +460,8 @@ static int conn_flush(Conn *conn)
 /* The reply is out: read (or handle the buffered) next request. The conn may be freed. */
 static void conn_next(Conn *conn)
 {
-	if (conn->hangup ||
-	    conn_set(conn, CONN_READ, EPOLLIN, CONTROL_IDLE_TIMEOUT_S * USEC_PER_SEC) < 0)
+	if (conn->hangup || conn_set(conn, CONN_READ, conn->eof ? 0 : EPOLLIN,
+				     CONTROL_IDLE_TIMEOUT_S * USEC_PER_SEC) < 0)
 		return conn_close(conn);
 	conn_process(conn);
 }
@@ -619,6 +620,8 @@ static void conn_process(Conn *conn)
 			conn->hangup = true;
 			return conn_reply_error(conn, -EMSGSIZE, "request too large");
 		}
+		if (conn->eof) /* nothing more will come */
+			return conn_close(conn);
 		if (conn->in_len == 0) { /* idle: keep no buffer */
 			conn->in = mfree(conn->in);
 			conn->in_cap = 0;
@@ -658,8 +661,10 @@ static int conn_read(Conn *conn)
 			return 0;
 		if (n < 0)
 			return negative_errno();
-		if (n == 0)
-			return -ECONNRESET;
+		if (n == 0) { /* requests already here are still answered */
+			conn->eof = true;
+			return 0;
+		}
 		conn->in_len += (size_t)n;
 	}
 }
@@ -675,6 +680,10 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
 		if (r < 0) {
 			if (r != -ECONNRESET)
 				log_warning_errno(r, "control: cannot read a request");
+			conn_close(conn);
+			return 0;
+		}
+		if (conn->eof && sd_event_source_set_io_events(conn->io, 0) < 0) {
 			conn_close(conn);
 			return 0;
 		}

@@ -6,6 +6,7 @@
  *                           refused with a reply: "opened=N closed=C busy=B"
  *   pipeline SOCK           two requests in one write: both replies, in order
  *   big SOCK                a request over the size limit: one error reply, then EOF
+ *   halfclose SOCK          a request, then shutdown(SHUT_WR): its reply, then EOF
  *   register SOCK N SEED    N pods over one connection (UIDs from the number SEED):
  *                           "ok=K ms=T"
  *   latency SOCK N          N pings, each on a new connection: "p50_us= p99_us= max_us="
@@ -158,6 +159,24 @@ static int cmd_pipeline(const char *sock)
 	return 0;
 }
 
+static int cmd_halfclose(const char *sock)
+{
+	static const char req[] = "op=ping\n\n";
+	char buf[4096];
+	int fd = connect_to(sock);
+
+	if (fd < 0 || send(fd, req, sizeof req - 1, MSG_NOSIGNAL) < 0 || shutdown(fd, SHUT_WR) < 0)
+		return 1;
+	int n = read_replies(fd, 1, buf, sizeof buf);
+	char c;
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	bool eof = poll(&pf, 1, 10000) > 0 && recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+	printf("replies=%d ping=%s eof=%s\n", n, strstr(buf, "version=") ? "yes" : "no",
+	       eof ? "yes" : "no");
+	close(fd);
+	return 0;
+}
+
 static int cmd_big(const char *sock)
 {
 	size_t len = 70 * 1024;
@@ -268,6 +287,8 @@ int main(int argc, char **argv)
 		return cmd_pipeline(argv[2]);
 	if (argc >= 3 && !strcmp(argv[1], "big"))
 		return cmd_big(argv[2]);
+	if (argc >= 3 && !strcmp(argv[1], "halfclose"))
+		return cmd_halfclose(argv[2]);
 	if (argc >= 5 && !strcmp(argv[1], "register"))
 		return cmd_register(argv[2], count_arg(argv[3]), (unsigned)count_arg(argv[4]));
 	if (argc >= 4 && !strcmp(argv[1], "latency"))

@@ -5,7 +5,7 @@
 # CONTROL_MAX_CONNS (1024) are open at a time, beyond that a connection is refused, and an idle
 # connection is closed after CONTROL_IDLE_TIMEOUT_S (15 s). Waits are timers, not threads. Also:
 # the socket's directory is 0700, pipelined requests are answered in order, an oversized request
-# gets one error and a hang-up.
+# gets one error and a hang-up, a client that shuts its side after a request gets its reply.
 . "$(dirname "$0")/../integration/lib.sh"
 : "${CTL_CONNS:?CTL_CONNS must point at ctl-conns}"
 
@@ -64,6 +64,8 @@ expect_eq "two pipelined requests: both answered, in order" "replies=2 ordered=y
 	"$("$CTL_CONNS" pipeline "$T/control.sock")"
 expect_eq "an oversized request: one EMSGSIZE reply, then the daemon hangs up" \
 	"sent=71680 replies=1 emsgsize=yes eof=yes" "$("$CTL_CONNS" big "$T/control.sock")"
+expect_eq "a request, then the client shuts its side: answered, then closed" \
+	"replies=1 ping=yes eof=yes" "$("$CTL_CONNS" halfclose "$T/control.sock")"
 check "the daemon serves on" ctl ping
 
 # --- waits are timers on the loop, not threads ---
