@@ -60,6 +60,29 @@ check "every ping answered during the registrations" \
 check "no ping waited a second for the disk" test "$(field "$T/latency.busy" max_us)" -lt 1000000
 expect_eq "5,001 registration files" 5001 "$(ls "$T/state/registrations" | grep -c '\.conf$')"
 
+# --- a register stuck on its state file stalls nobody else ---
+# A FIFO where the daemon writes the state file: its open() blocks until someone reads, as a
+# hung disk would block a write. The worker thread waits there; the loop keeps serving.
+S=$(uuid)
+mkfifo "$T/state/registrations/pod-$S.conf.tmp"
+ctl register pod_uid="$S" namespace=ns1 service_account=sa1 ref=stuck >"$T/stuck.out" 2>&1 &
+stuck=$!
+PIDS="$PIDS $stuck"
+check "the register blocks on its state file" \
+	wait_for sh -c "grep -qs wait_for_partner /proc/$DAEMON_PID/task/*/wchan"
+"$CTL_CONNS" latency "$T/control.sock" 50 >"$T/latency.stuck"
+echo "ping latency, a register stuck on the disk: $(cat "$T/latency.stuck")" | diag
+expect_eq "pings are answered meanwhile" 50 "$(field "$T/latency.stuck" ok)"
+check "no ping waited a second" test "$(field "$T/latency.stuck" max_us)" -lt 1000000
+check "status and list too" sh -c "'$SVIDFSCTL' -s '$T/control.sock' status $P >/dev/null && '$SVIDFSCTL' -s '$T/control.sock' list >/dev/null"
+check "the register is still waiting" kill -0 "$stuck"
+cat "$T/state/registrations/pod-$S.conf.tmp" >/dev/null & # the disk comes back
+wait "$stuck"
+check "then it is answered: a state file that cannot be written is an error" test $? -ne 0
+check "with a clear message" grep -q 'cannot write the registration to the state directory' "$T/stuck.out"
+check "and nothing was registered" not ctl status "$S"
+check "nor left in the state directory" not ls "$T/state/registrations/pod-$S.conf" "$T/state/registrations/pod-$S.conf.tmp"
+
 # --- restart: everything comes back ---
 stop_daemon
 expect_eq "SIGTERM: clean exit" 0 "$DAEMON_EXIT"
