@@ -192,7 +192,7 @@ int main(int argc, char **argv)
 	}
 	agent_sub_cancel(ws);
 	rec_done(&warm);
-	usleep(100000);
+	usleep(100000); /* settle before measuring (not a wait for a condition) */
 
 	/* 2a. Rotation with no stream open (the entry has an SVID, so it is re-minted): control
 	 * round trip plus minting, no push. */
@@ -238,14 +238,14 @@ int main(int argc, char **argv)
 	/* 3. Memory per open subscription, and fan-out of one rotation to all of them. */
 	counts = calloc(n_subs, sizeof(*counts));
 	AgentSub **subs = calloc(n_subs, sizeof(*subs));
-	usleep(200000);
+	usleep(200000); /* settle before measuring RSS */
 	long before = rss_kib();
 	uint64_t t0 = now_ns();
 	for (size_t i = 0; i < n_subs; i++)
 		agent_subscribe_x509(conn, sel, ELEMENTSOF(sel), 0, count_cb, &counts[i], &subs[i]);
 	bool ok = all_at_least(n_subs, 1, 60000);
 	uint64_t t_open = now_ns() - t0;
-	usleep(200000);
+	usleep(200000); /* settle before measuring RSS */
 	long after = rss_kib();
 	printf("%zu subscriptions open%s in %.0f ms; RSS %ld -> %ld KiB: %.2f KiB per subscription\n",
 	       n_subs, ok ? "" : " (NOT ALL GOT A MESSAGE)", t_open / 1e6, before, after,

@@ -18,7 +18,9 @@ cleanup() {
 	umount -l "$T/bind" 2>/dev/null || true
 	umount -l "$T/tmpfs" 2>/dev/null || true
 	for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-	sleep 0.5
+	for p in $PIDS; do # until they exited (the daemon unmounts), at most 5 s each
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	done
 	mountpoint -q "$T/mnt" && umount -l "$T/mnt"
 	rm -rf "$T"
 }

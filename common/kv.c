@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -236,4 +239,42 @@ int kv_read_fd(int fd, size_t max, int timeout_ms, KvMsg **ret)
 			return -ECONNRESET;
 		len += (size_t)n;
 	}
+}
+
+int kv_read_file(const char *path, size_t max, KvMsg **ret)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
+	size_t len = 0;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return negative_errno();
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	if ((uint64_t)st.st_size > max)
+		return -EFBIG;
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return -ENOMEM;
+	/* Up to the size fstat saw; a file that grows meanwhile is read to that size. */
+	while (len < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return negative_errno();
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	return kv_parse(buf, len, ret);
+}
+
+size_t kv_message_length(const char *buf, size_t len)
+{
+	if (len >= 1 && buf[0] == '\n')
+		return 1; /* the empty message */
+	const char *p = len >= 2 ? memmem(buf, len, "\n\n", 2) : NULL;
+	return p ? (size_t)(p - buf) + 2 : 0;
 }

@@ -26,3 +26,8 @@ int kv_write_fd(int fd, const KvMsg *m);
 /* Reads until the empty line that ends a message; -EMSGSIZE beyond max bytes, -ECONNRESET on EOF
  * before a whole message, -ETIMEDOUT after timeout_ms (-1 waits forever). */
 int kv_read_fd(int fd, size_t max, int timeout_ms, KvMsg **ret);
+/* Reads a whole file holding one message, whatever its size up to max (-EFBIG beyond). */
+int kv_read_file(const char *path, size_t max, KvMsg **ret);
+/* The length of the first whole message at buf (through its empty line), or 0 while it is
+ * incomplete: for readers that buffer a stream themselves. */
+size_t kv_message_length(const char *buf, size_t len);

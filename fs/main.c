@@ -229,7 +229,7 @@ static int resolve_keeper(Daemon *d)
 static int lock_try(Daemon *d)
 {
 	if (d->lock_fd < 0) {
-		int r = mkdir_parents(d->lock_path, 0755, 0755);
+		int r = mkdir_parents(d->lock_path, 0755, 0700);
 		if (r < 0)
 			return log_error_errno(r, "cannot create the directory of %s", d->lock_path);
 		d->lock_fd = open(d->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);

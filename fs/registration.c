@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "k8sname.h"
 #include "macro.h"
 #include "registration.h"
 
@@ -59,32 +60,6 @@ static int dup_opt(const KvMsg *m, const char *key, char **ret)
 		return 0;
 	*ret = strdup(v);
 	return *ret ? 0 : -ENOMEM;
-}
-
-bool registration_pod_uid_valid(const char *uid)
-{
-	size_t n = uid ? strlen(uid) : 0;
-
-	if (n == 0 || n > 63)
-		return false;
-	for (const char *p = uid; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
-			return false;
-	return true;
-}
-
-/* Kubernetes names (namespace, service account, pod name): DNS-1123 subdomain characters. */
-static bool k8s_name_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 253)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-		      *p == '.'))
-			return false;
-	return true;
 }
 
 static int parse_id(const char *s, unsigned long *ret)
@@ -158,8 +133,9 @@ int registration_from_kv(const KvMsg *m, Registration **ret, const char **ret_er
 		v = kv_get(m, "pod_uid");
 		if (!v)
 			return FAIL("pod_uid is required");
-		if (!registration_pod_uid_valid(v))
-			return FAIL("pod_uid must be lowercase [a-z0-9-], at most 63 bytes");
+		if (!k8s_pod_uid_valid(v))
+			return FAIL("pod_uid must be a lowercase UUID or a static pod's 32 hex "
+				    "digits");
 		if (asprintf(&r->name, "pods/%s", v) < 0)
 			return -ENOMEM;
 		if (dup_opt(m, "pod_uid", &r->pod_uid) < 0 ||
@@ -167,11 +143,15 @@ int registration_from_kv(const KvMsg *m, Registration **ret, const char **ret_er
 		    dup_opt(m, "service_account", &r->service_account) < 0 ||
 		    dup_opt(m, "pod_name", &r->pod_name) < 0)
 			return -ENOMEM;
-		if ((r->namespace_ && !k8s_name_valid(r->namespace_)) ||
-		    (r->service_account && !k8s_name_valid(r->service_account)) ||
-		    (r->pod_name && !k8s_name_valid(r->pod_name)))
-			return FAIL("namespace, service_account and pod_name must be Kubernetes "
-				    "names");
+		if (r->namespace_ && !k8s_namespace_valid(r->namespace_))
+			return FAIL("namespace must be a DNS-1123 label ([a-z0-9-], alphanumeric "
+				    "at both ends, at most 63 bytes)");
+		if (r->service_account && !k8s_service_account_valid(r->service_account))
+			return FAIL("service_account must be a DNS-1123 subdomain (labels of "
+				    "[a-z0-9-] joined by '.', at most 253 bytes)");
+		if (r->pod_name && !k8s_pod_name_valid(r->pod_name))
+			return FAIL("pod_name must be a DNS-1123 subdomain (labels of [a-z0-9-] "
+				    "joined by '.', at most 253 bytes)");
 		/* The facts kubelet vouches for, and nothing else (design.md, pitfalls). */
 		char *sel = NULL;
 		const struct {

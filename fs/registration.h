@@ -52,4 +52,3 @@ bool registration_equal(const Registration *a, const Registration *b);
 void registration_tree_names(const Registration *r, TreeJwtName *buf, TreeNames *ret);
 /* File name for the persisted registration: "pod-<uid>.conf" or "identity-<name>.conf". */
 int registration_state_file(const Registration *r, char **ret);
-bool registration_pod_uid_valid(const char *uid);

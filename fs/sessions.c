@@ -42,10 +42,15 @@ typedef struct SubCtx {
 	uint64_t epoch;
 } SubCtx;
 
+/* A reference to a workload: its owner's name and, for a CSI volume, the target path. */
+typedef struct WlsRef {
+	char *name, *target;
+} WlsRef;
+
 typedef struct Wls {
 	struct Wls *next_hash;
 	Workload *w;
-	char **refs;
+	WlsRef *refs;
 	size_t n_refs;
 	bool persist;
 	size_t *order; /* indexes into s->agents; the failover list */
@@ -83,6 +88,8 @@ struct Sessions {
 	uint64_t watchdog_usec;
 	InoLedger *ledger; /* optional: slot table for a successor daemon */
 	size_t slots_restored;
+	void (*listener)(void *userdata); /* under lock: SVIDs changed or a workload went away */
+	void *listener_userdata;
 };
 
 static int64_t now_s(void)
@@ -180,8 +187,10 @@ static void wls_free(Wls *e)
 {
 	if (!e)
 		return;
-	for (size_t i = 0; i < e->n_refs; i++)
-		free(e->refs[i]);
+	for (size_t i = 0; i < e->n_refs; i++) {
+		free(e->refs[i].name);
+		free(e->refs[i].target);
+	}
 	free(e->refs);
 	free(e->order);
 	subctx_free(e->ctx);
@@ -254,6 +263,8 @@ static void on_store_change(void *userdata, const char *name, uint32_t slot, uin
 	if (e)
 		w = workload_ref(e->w);
 	pthread_cond_broadcast(&s->changed);
+	if (s->listener)
+		s->listener(s->listener_userdata);
 	pthread_mutex_unlock(&s->lock);
 	if (!w)
 		return;
@@ -450,8 +461,9 @@ static int state_path(Sessions *s, const Registration *r, char **ret)
 	return 0;
 }
 
-/* Writes the registration and its refs (no secrets) atomically; unlinks it with no refs. */
-static int persist(Sessions *s, const Registration *r, char **refs, size_t n_refs)
+/* Writes the registration and its references (no secrets) atomically; unlinks it with no
+ * references. A reference's target follows its ref= line as target=. */
+static int persist(Sessions *s, const Registration *r, const WlsRef *refs, size_t n_refs)
 {
 	_cleanup_free_ char *path = NULL, *tmp = NULL, *dir = NULL, *text = NULL;
 	_cleanup_close_ int fd = -1;
@@ -476,13 +488,20 @@ static int persist(Sessions *s, const Registration *r, char **refs, size_t n_ref
 	k = kv_new(&m);
 	if (k >= 0)
 		k = registration_to_kv(r, m);
-	for (size_t i = 0; k >= 0 && i < n_refs; i++)
-		k = kv_add(m, "ref", refs[i]);
+	for (size_t i = 0; k >= 0 && i < n_refs; i++) {
+		k = kv_add(m, "ref", refs[i].name);
+		if (k >= 0 && refs[i].target)
+			k = kv_add(m, "target", refs[i].target);
+	}
 	if (k >= 0)
 		k = kv_format(m, &text, &len);
 	kv_free(m);
 	if (k < 0)
 		return log_error_errno(k, "cannot format the registration of %s", r->name);
+	/* Never write what restore would refuse (the limits keep files far below it). */
+	if (len > SESSIONS_STATE_FILE_MAX)
+		return log_error_errno(-EFBIG, "the registration of %s would take %zu bytes", r->name,
+				       len);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return log_error_errno(negative_errno(), "cannot write %s", tmp);
@@ -710,21 +729,24 @@ static int load_persisted(Sessions *s)
 		if (de->d_name[0] == '.' || l < 6 || !streq(de->d_name + l - 5, ".conf"))
 			continue;
 		_cleanup_free_ char *path = NULL;
-		_cleanup_close_ int fd = -1;
 		KvMsg *m = NULL;
 		const char *why = NULL;
 		unsigned refs = 0;
 		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
 			break;
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		int k = fd < 0 ? negative_errno() : kv_read_fd(fd, 1 << 20, 1000, &m);
+		/* Whatever size persist() wrote: it refuses to write more than this. */
+		int k = kv_read_file(path, SESSIONS_STATE_FILE_MAX, &m);
 		for (size_t i = 0; k >= 0 && i < kv_count(m); i++) {
 			if (!streq(kv_key(m, i), "ref"))
 				continue;
+			const char *target = i + 1 < kv_count(m) && streq(kv_key(m, i + 1), "target")
+						 ? kv_value(m, i + 1)
+						 : NULL;
+			SessionsRef ref = {kv_value(m, i), target, SESSIONS_REF_RESTORED};
 			Registration *r = NULL;
 			k = registration_from_kv(m, &r, &why);
 			if (k >= 0) /* takes r */
-				k = sessions_register(s, r, kv_value(m, i), true, NULL, NULL, &why);
+				k = sessions_register(s, r, &ref, NULL, NULL, &why);
 			refs++;
 		}
 		kv_free(m);
@@ -792,7 +814,8 @@ int sessions_start(Sessions *s)
 			r = registration_from_kv(m, &reg, &why);
 		kv_free(m);
 		if (r >= 0)
-			r = sessions_register(s, reg, "config", false, NULL, NULL, &why);
+			r = sessions_register(s, reg, &(SessionsRef){"config", NULL, SESSIONS_REF_CONFIG},
+					      NULL, NULL, &why);
 		if (r < 0)
 			return log_error_errno(r, "cannot set up self/");
 	}
@@ -809,7 +832,8 @@ int sessions_start(Sessions *s)
 		if (r >= 0 && asprintf(&ref, "config:%s", s->cfg->identity_files[i]) < 0)
 			r = -ENOMEM;
 		if (r >= 0)
-			r = sessions_register(s, reg, ref, false, NULL, NULL, &why);
+			r = sessions_register(s, reg, &(SessionsRef){ref, NULL, SESSIONS_REF_CONFIG},
+					      NULL, NULL, &why);
 		else
 			registration_free(reg);
 		if (r < 0)
@@ -910,18 +934,112 @@ static int resolve_agents(Sessions *s, const Registration *r, size_t **ret, size
 	return 0;
 }
 
-int sessions_register(Sessions *s, Registration *reg, const char *ref, bool want_persist,
-		      char **ret_name, unsigned *ret_refs, const char **ret_error)
+static bool no_control_chars(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+static bool ref_name_valid(const char *n)
+{
+	size_t l = strlen(n);
+	return l > 0 && l <= SESSIONS_REF_MAX && no_control_chars(n);
+}
+
+static bool target_valid(const char *t)
+{
+	return t[0] == '/' && strlen(t) <= SESSIONS_TARGET_MAX && no_control_chars(t);
+}
+
+static ssize_t ref_index(const Wls *e, const char *name)
+{
+	for (size_t i = 0; i < e->n_refs; i++)
+		if (streq(e->refs[i].name, name))
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Adds a reference to an existing workload, or records the target of one it has. Caller holds
+ * s->ops and s->lock. 1 when something changed, 0 when it was there already, -errno. */
+static int ref_add(Wls *e, const SessionsRef *ref, const char *name, const char *target,
+		   const char **ret_error)
+{
+	ssize_t have = ref_index(e, name);
+
+	if (target && ref->origin == SESSIONS_REF_CONTROL)
+		for (size_t i = 0; i < e->n_refs; i++)
+			if ((ssize_t)i != have && e->refs[i].target &&
+			    streq(e->refs[i].target, target)) {
+				*ret_error = "another volume id is already published at this target "
+					     "path";
+				return -EEXIST;
+			}
+	if (have >= 0) {
+		if (!target || e->refs[have].target)
+			return 0; /* idempotent; a reference keeps the target it was made with */
+		e->refs[have].target = strdup(target);
+		return e->refs[have].target ? 1 : -ENOMEM;
+	}
+	if (ref->origin == SESSIONS_REF_CONTROL && e->n_refs >= SESSIONS_MAX_REFS) {
+		*ret_error = "too many references to this workload (at most 64: one per svidfs "
+			     "volume of the pod)";
+		return -ENOSPC;
+	}
+	WlsRef *p = realloc(e->refs, (e->n_refs + 1) * sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	e->refs = p;
+	p[e->n_refs] = (WlsRef){strdup(name), target ? strdup(target) : NULL};
+	if (!p[e->n_refs].name || (target && !p[e->n_refs].target)) {
+		free(p[e->n_refs].name);
+		free(p[e->n_refs].target);
+		return -ENOMEM;
+	}
+	e->n_refs++;
+	return 1;
+}
+
+/* Undoes ref_add's change (it returned 1). Caller holds s->ops and s->lock. */
+static void ref_undo(Wls *e, const char *name, bool had)
+{
+	ssize_t i = ref_index(e, name);
+
+	if (i < 0)
+		return;
+	free(e->refs[i].target);
+	e->refs[i].target = NULL;
+	if (had)
+		return;
+	free(e->refs[i].name);
+	e->refs[i] = e->refs[--e->n_refs];
+}
+
+int sessions_register(Sessions *s, Registration *reg, const SessionsRef *ref, char **ret_name,
+		      unsigned *ret_refs, const char **ret_error)
 {
 	_cleanup_free_ size_t *order = NULL;
 	_cleanup_free_ char *name = NULL;
+	const char *rn = ref->name && *ref->name ? ref->name : "default";
+	const char *target = ref->target && *ref->target ? ref->target : NULL;
+	bool control = ref->origin == SESSIONS_REF_CONTROL;
+	bool want_persist = ref->origin != SESSIONS_REF_CONFIG;
 	size_t n_order = 0;
 	uint32_t slot;
 	int r;
 
 	*ret_error = NULL;
-	if (!ref || !*ref)
-		ref = "default";
+	if (control && !ref_name_valid(rn)) {
+		registration_free(reg);
+		*ret_error = "ref must be 1-255 bytes without control characters";
+		return -EINVAL;
+	}
+	if (control && target && !target_valid(target)) {
+		registration_free(reg);
+		*ret_error = "target must be an absolute path of at most 4095 bytes";
+		return -EINVAL;
+	}
 	name = strdup(reg->name);
 	if (!name) {
 		registration_free(reg);
@@ -946,32 +1064,27 @@ int sessions_register(Sessions *s, Registration *reg, const char *ref, bool want
 			return -EEXIST;
 		}
 		registration_free(reg);
-		bool have = false;
-		for (size_t i = 0; i < e->n_refs; i++)
-			have = have || streq(e->refs[i], ref);
-		r = 0;
-		if (!have) {
-			char **p = realloc(e->refs, (e->n_refs + 1) * sizeof *p);
-			if (p && (p[e->n_refs] = strdup(ref))) {
-				e->refs = p;
-				e->n_refs++;
-				e->persist = e->persist || want_persist;
-			} else {
-				if (p)
-					e->refs = p;
-				r = -ENOMEM;
-			}
-		}
+		bool had = ref_index(e, rn) >= 0;
+		r = ref_add(e, ref, rn, target, ret_error);
+		if (r > 0)
+			e->persist = e->persist || want_persist;
 		unsigned refs = (unsigned)e->n_refs;
 		pthread_mutex_unlock(&s->lock);
-		if (r >= 0 && !have && e->persist)
-			r = persist(s, workload_registration(e->w), e->refs, e->n_refs);
+		/* Restored references are on disk already; s->ops keeps e and its refs stable. */
+		if (r > 0 && e->persist && ref->origin != SESSIONS_REF_RESTORED &&
+		    persist(s, workload_registration(e->w), e->refs, e->n_refs) < 0) {
+			pthread_mutex_lock(&s->lock);
+			ref_undo(e, rn, had);
+			pthread_mutex_unlock(&s->lock);
+			*ret_error = "cannot write the registration to the state directory";
+			r = -EIO;
+		}
 		pthread_mutex_unlock(&s->ops);
 		if (r >= 0 && ret_refs)
 			*ret_refs = refs;
 		if (r >= 0 && ret_name)
 			*ret_name = TAKE_PTR(name);
-		return r;
+		return MIN(r, 0);
 	}
 	pthread_mutex_unlock(&s->lock);
 
@@ -1009,16 +1122,20 @@ int sessions_register(Sessions *s, Registration *reg, const char *ref, bool want
 		registration_free(reg);
 		return -ENOMEM;
 	}
-	e->refs = calloc(1, sizeof *e->refs);
-	if (!e->refs || !(e->refs[0] = strdup(ref))) {
+	e->persist = want_persist;
+	r = ref_add(e, ref, rn, target, ret_error);
+	/* On disk before anyone can see it: a failure leaves nothing behind. */
+	if (r > 0 && control && persist(s, workload_registration(e->w), e->refs, e->n_refs) < 0) {
+		*ret_error = "cannot write the registration to the state directory";
+		r = -EIO;
+	}
+	if (r < 0) {
 		wls_free(e);
 		svid_store_remove(s->store, name);
 		pthread_mutex_unlock(&s->ops);
-		return -ENOMEM;
+		return r;
 	}
-	e->n_refs = 1;
-	e->persist = want_persist;
-	e->self = reg->kind == REGISTRATION_SELF;
+	e->self = workload_registration(e->w)->kind == REGISTRATION_SELF;
 	e->order = TAKE_PTR(order);
 	e->n_order = n_order;
 	e->cur = -1;
@@ -1027,19 +1144,19 @@ int sessions_register(Sessions *s, Registration *reg, const char *ref, bool want
 	ssize_t want = r >= 0 ? preferred_agent(s, e) : -1;
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0) {
+		if (control)
+			persist(s, workload_registration(e->w), NULL, 0);
 		wls_free(e);
 		svid_store_remove(s->store, name);
 		pthread_mutex_unlock(&s->ops);
 		return r;
 	}
-	if (e->persist)
-		persist(s, workload_registration(e->w), e->refs, e->n_refs);
 	if (s->ledger)
 		(void)ino_ledger_set_workload(s->ledger, slot, workload_dir_serial(e->w), name);
 	notify_inval_inode(s->notify, parent_dir_ino(workload_registration(e->w)));
 	r = switch_agent(s, name, want);
 	pthread_mutex_unlock(&s->ops);
-	log_info("registered %s (ref %s)", name, ref);
+	log_info("registered %s (ref %s)", name, rn);
 	if (ret_refs)
 		*ret_refs = 1;
 	if (ret_name)
@@ -1062,18 +1179,22 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 		pthread_mutex_unlock(&s->ops);
 		return -ENOENT;
 	}
+	bool changed = false;
 	for (size_t i = 0; i < e->n_refs;) {
-		if (!ref || streq(e->refs[i], ref)) {
-			free(e->refs[i]);
+		if (!ref || streq(e->refs[i].name, ref)) {
+			free(e->refs[i].name);
+			free(e->refs[i].target);
 			memmove(e->refs + i, e->refs + i + 1,
 				(e->n_refs - i - 1) * sizeof *e->refs);
 			e->n_refs--;
+			changed = true;
 		} else
 			i++;
 	}
 	unsigned refs = (unsigned)e->n_refs;
 	pthread_mutex_unlock(&s->lock);
-	if (e->persist)
+	/* A failure is logged; the reference is gone from memory either way. */
+	if (e->persist && changed)
 		persist(s, workload_registration(e->w), e->refs, e->n_refs);
 	if (refs > 0) {
 		pthread_mutex_unlock(&s->ops);
@@ -1086,6 +1207,8 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 	pthread_mutex_lock(&s->lock);
 	registry_remove(s, e);
 	pthread_cond_broadcast(&s->changed);
+	if (s->listener)
+		s->listener(s->listener_userdata);
 	pthread_mutex_unlock(&s->lock);
 	Workload *w = e->w;
 	workload_mark_removed(w);
@@ -1158,6 +1281,34 @@ int sessions_wait(Sessions *s, const char *name, int timeout_ms, size_t *ret_svi
 	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+int sessions_svids(Sessions *s, const char *name, size_t *ret_svids)
+{
+	SvidSet *set = NULL;
+	size_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	bool known = *hash_find(s, name) != NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (!known)
+		return -ENOENT;
+	if (svid_store_get(s->store, name, &set) >= 0) {
+		n = svid_set_n_svids(set);
+		svid_set_unref(set);
+	}
+	if (n == 0)
+		return -EAGAIN;
+	*ret_svids = n;
+	return 0;
+}
+
+void sessions_set_change_listener(Sessions *s, void (*fn)(void *userdata), void *userdata)
+{
+	pthread_mutex_lock(&s->lock);
+	s->listener = fn;
+	s->listener_userdata = userdata;
+	pthread_mutex_unlock(&s->lock);
 }
 
 int sessions_resubscribe(Sessions *s, const char *name)

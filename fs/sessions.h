@@ -29,15 +29,46 @@ int sessions_start(Sessions *s);
 void sessions_stop(Sessions *s); /* cancels every stream; the registry stays */
 Sessions *sessions_free(Sessions *s);
 
-/* Idempotent per ref; -EEXIST when the live workload has other settings; -EINVAL with
- * *ret_error for an unknown agent. Takes reg. persist=false for config identities. */
-int sessions_register(Sessions *s, Registration *reg, const char *ref, bool persist,
-		      char **ret_name, unsigned *ret_refs, const char **ret_error);
+/* A workload lives while it has references: one per CSI volume of a pod (the volume id), or one
+ * per svidfsctl user or config file. A CSI reference also records the target path its volume is
+ * published at, so that another volume id cannot be published onto the same target. */
+#define SESSIONS_MAX_REFS 64	  /* per workload: a pod has one per svidfs volume */
+#define SESSIONS_REF_MAX 255	  /* bytes of a reference's name (a CSI volume id is at most 128) */
+#define SESSIONS_TARGET_MAX 4095  /* bytes of a target path (PATH_MAX - 1) */
+/* The largest registration file restore reads. A file the daemon writes is far below it: one
+ * register request (at most 64 KiB) plus SESSIONS_MAX_REFS references with their targets. */
+#define SESSIONS_STATE_FILE_MAX (16u * 1024 * 1024)
+
+typedef enum SessionsRefOrigin {
+	SESSIONS_REF_CONTROL,  /* a register request: persisted; the limits above apply */
+	SESSIONS_REF_RESTORED, /* read back from the state directory: already on disk */
+	SESSIONS_REF_CONFIG,   /* config identities and self/: never persisted */
+	_SESSIONS_REF_ORIGIN_MAX,
+} SessionsRefOrigin;
+
+typedef struct SessionsRef {
+	const char *name;   /* NULL or "": "default" */
+	const char *target; /* optional: the target path the reference's volume is published at */
+	SessionsRefOrigin origin;
+} SessionsRef;
+
+/* Idempotent per reference name. Takes reg. -EEXIST when the live workload has other settings
+ * or when another reference holds the same target; -ENOSPC beyond SESSIONS_MAX_REFS; -EINVAL for
+ * an unknown agent or a malformed reference; *ret_error says why (a static string). A control
+ * reference is on disk when this returns 0 (-EIO and nothing registered when it cannot be). */
+int sessions_register(Sessions *s, Registration *reg, const SessionsRef *ref, char **ret_name,
+		      unsigned *ret_refs, const char **ret_error);
 /* ref NULL drops every reference. */
 int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned *ret_refs,
 			bool *ret_removed);
 /* Waits until the workload has at least one SVID: 0 with the count, or -ETIMEDOUT. */
 int sessions_wait(Sessions *s, const char *name, int timeout_ms, size_t *ret_svids);
+/* Without waiting: 0 with the count (>= 1), -EAGAIN while it has none, -ENOENT if unknown. */
+int sessions_svids(Sessions *s, const char *name, size_t *ret_svids);
+/* fn runs whenever a workload's SVIDs change or a workload goes away, under an internal lock:
+ * it must only wake someone (an eventfd write), never call back in. Once this returns with fn
+ * NULL, no call of the previous fn is running or will start. */
+void sessions_set_change_listener(Sessions *s, void (*fn)(void *userdata), void *userdata);
 int sessions_resubscribe(Sessions *s, const char *name);
 
 Workload *sessions_get(Sessions *s, const char *name);	    /* new ref, or NULL */

@@ -21,6 +21,7 @@
 #include "csi.h"
 #include "csi.pb-c.h"
 #include "log.h"
+#include "pbcheck.h"
 #include "macro.h"
 #include "secret.h"
 #include "wrappers.pb-c.h"
@@ -109,17 +110,27 @@ static grpc_byte_buffer *pack(const ProtobufCMessage *m)
 	return bb;
 }
 
-static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb)
+/* Decodes a request. NULL with why set when it cannot be decoded or a string field holds a NUL
+ * (which protobuf-c would silently cut the string at). */
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb,
+				char *why, size_t whylen)
 {
 	grpc_byte_buffer_reader r;
-	ProtobufCMessage *m;
+	ProtobufCMessage *m = NULL;
+	char field[128];
 
+	snprintf(why, whylen, "cannot decode %s", d->short_name);
 	if (!bb)
 		return NULL;
 	if (!grpc_byte_buffer_reader_init(&r, bb))
 		return NULL;
 	grpc_slice flat = grpc_byte_buffer_reader_readall(&r);
-	m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(flat), GRPC_SLICE_START_PTR(flat));
+	const uint8_t *p = GRPC_SLICE_START_PTR(flat);
+	size_t len = GRPC_SLICE_LENGTH(flat);
+	if (pbcheck_strings(d, p, len, field, sizeof field) == -EINVAL)
+		snprintf(why, whylen, "%s: field %s holds a NUL byte", d->short_name, field);
+	else
+		m = protobuf_c_message_unpack(d, NULL, len, p);
 	/* The request may carry CSI secrets: wipe our flat copy. */
 	secret_wipe(GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat));
 	grpc_slice_unref(flat);
@@ -287,6 +298,14 @@ static void rpc_probe(Call *c)
 	call_reply(c, &resp.base, GRPC_STATUS_OK, NULL);
 }
 
+/* A request that cannot be decoded, or holds a NUL inside a string: INVALID_ARGUMENT, logged
+ * (nothing of it is echoed but the field's name). */
+static void refuse_undecodable(Call *c, const char *what, const char *why)
+{
+	log_warning("%s: INVALID_ARGUMENT: %s", what, why);
+	call_reply(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, why);
+}
+
 static void wipe_secrets(Csi__V1__NodePublishVolumeRequest *req)
 {
 	for (size_t i = 0; i < req->n_secrets; i++)
@@ -302,14 +321,14 @@ static void wipe_secrets(Csi__V1__NodePublishVolumeRequest *req)
 
 static void rpc_node_publish(Call *c)
 {
+	char why[256];
 	Csi__V1__NodePublishVolumeRequest *req = (Csi__V1__NodePublishVolumeRequest *)unpack(
-	    &csi__v1__node_publish_volume_request__descriptor, c->recv);
+	    &csi__v1__node_publish_volume_request__descriptor, c->recv, why, sizeof why);
 	Csi__V1__NodePublishVolumeResponse resp = CSI__V1__NODE_PUBLISH_VOLUME_RESPONSE__INIT;
 	CsiStatus st;
 
 	if (!req)
-		return call_reply(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
-				  "cannot decode NodePublishVolumeRequest");
+		return refuse_undecodable(c, "publish", why);
 	publisher_publish(c->srv->publisher, req, remaining_ms(c), &st);
 	wipe_secrets(req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -318,14 +337,14 @@ static void rpc_node_publish(Call *c)
 
 static void rpc_node_unpublish(Call *c)
 {
+	char why[256];
 	Csi__V1__NodeUnpublishVolumeRequest *req = (Csi__V1__NodeUnpublishVolumeRequest *)unpack(
-	    &csi__v1__node_unpublish_volume_request__descriptor, c->recv);
+	    &csi__v1__node_unpublish_volume_request__descriptor, c->recv, why, sizeof why);
 	Csi__V1__NodeUnpublishVolumeResponse resp = CSI__V1__NODE_UNPUBLISH_VOLUME_RESPONSE__INIT;
 	CsiStatus st;
 
 	if (!req)
-		return call_reply(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
-				  "cannot decode NodeUnpublishVolumeRequest");
+		return refuse_undecodable(c, "unpublish", why);
 	publisher_unpublish(c->srv->publisher, req, &st);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 	call_reply(c, &resp.base, st.code, st.message);
@@ -333,8 +352,9 @@ static void rpc_node_unpublish(Call *c)
 
 static void rpc_node_volume_stats(Call *c)
 {
+	char why[256];
 	Csi__V1__NodeGetVolumeStatsRequest *req = (Csi__V1__NodeGetVolumeStatsRequest *)unpack(
-	    &csi__v1__node_get_volume_stats_request__descriptor, c->recv);
+	    &csi__v1__node_get_volume_stats_request__descriptor, c->recv, why, sizeof why);
 	Csi__V1__NodeGetVolumeStatsResponse resp = CSI__V1__NODE_GET_VOLUME_STATS_RESPONSE__INIT;
 	Csi__V1__VolumeCondition cond = CSI__V1__VOLUME_CONDITION__INIT;
 	Csi__V1__VolumeUsage u[2], *up[2];
@@ -342,8 +362,7 @@ static void rpc_node_volume_stats(Call *c)
 	CsiStatus st;
 
 	if (!req)
-		return call_reply(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
-				  "cannot decode NodeGetVolumeStatsRequest");
+		return refuse_undecodable(c, "volume stats", why);
 	publisher_volume_stats(c->srv->publisher, req, &vs, &st);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 	if (st.code != GRPC_STATUS_OK)

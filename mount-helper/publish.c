@@ -332,6 +332,23 @@ static int check_parent(Publisher *p, const char *target, char *err, size_t errl
 	return 0;
 }
 
+/* The target must be a directory or not exist yet (then it is created): a symlink could redirect
+ * the bind mount, a file cannot take one. The mount itself goes through an O_NOFOLLOW fd. */
+static int check_target(const char *target, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (lstat(target, &st) < 0)
+		return errno == ENOENT ? 0 : negative_errno();
+	if (S_ISDIR(st.st_mode))
+		return 0;
+	errf(err, errlen, "target_path %s exists and is %s, not a directory", target,
+	     S_ISLNK(st.st_mode)   ? "a symlink"
+	     : S_ISREG(st.st_mode) ? "a regular file"
+				   : "a special file");
+	return -EINVAL;
+}
+
 /* ---- publish ---- */
 
 typedef struct {
@@ -362,6 +379,8 @@ static grpc_status_code map_register_error(int r)
 	switch (r) {
 	case -EEXIST:
 		return GRPC_STATUS_ALREADY_EXISTS;
+	case -ENOSPC: /* the daemon's reference or workload limit */
+		return GRPC_STATUS_RESOURCE_EXHAUSTED;
 	case -EINVAL:
 	case -ENAMETOOLONG:
 		return GRPC_STATUS_INVALID_ARGUMENT;
@@ -475,8 +494,10 @@ static void do_mount(PublishOp *op, CsiStatus *st)
 	/* O_NOFOLLOW|O_DIRECTORY: the target must be a real directory, not a symlink planted
 	 * after the parent check; mounting onto the fd closes the check-to-use race. */
 	tfd = open(target, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
-	if (tfd < 0)
-		return set_status(st, GRPC_STATUS_INTERNAL,
+	if (tfd < 0) /* replaced by a symlink or a file since check_target */
+		return set_status(st,
+				  errno == ELOOP || errno == ENOTDIR ? GRPC_STATUS_INVALID_ARGUMENT
+								     : GRPC_STATUS_INTERNAL,
 				  "target_path %s is not a plain directory: %s", target,
 				  strerror(errno));
 	snprintf(src, sizeof src, "%s/%s", p->svidfs_mount, op->workload);
@@ -623,6 +644,12 @@ void publisher_publish(Publisher *p, const Csi__V1__NodePublishVolumeRequest *re
 	if (volctx_check_pod_matches_target(vc, err, sizeof err) < 0 ||
 	    check_parent(p, target, err, sizeof err) < 0) {
 		set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+		goto out;
+	}
+	r = check_target(target, err, sizeof err);
+	if (r < 0) {
+		set_status(st, r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_INTERNAL,
+			   "%s", r == -EINVAL ? err : strerror(-r));
 		goto out;
 	}
 	double t = now_us();

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "k8sname.h"
 #include "macro.h"
 #include "volctx.h"
 
@@ -98,27 +99,6 @@ static bool all_chars(const char *s, const char *extra, bool upper)
 		return false;
 	}
 	return true;
-}
-
-/* Kubernetes object UIDs are lowercase UUIDs; accept [a-z0-9-] up to 63 bytes (the daemon's
- * rule), so a path component made from it can never be "..", hold a '/', or smuggle a newline
- * into the control protocol. */
-static bool valid_uid(const char *s)
-{
-	size_t l = strlen(s);
-	return l > 0 && l <= 63 && all_chars(s, "-", false);
-}
-
-static bool valid_dns_label(const char *s) /* namespaces */
-{
-	size_t l = strlen(s);
-	return l > 0 && l <= 63 && all_chars(s, "-", false) && s[0] != '-' && s[l - 1] != '-';
-}
-
-static bool valid_dns_subdomain(const char *s) /* pod and service account names */
-{
-	size_t l = strlen(s);
-	return l > 0 && l <= 253 && all_chars(s, "-.", false) && s[0] != '-' && s[0] != '.';
 }
 
 static bool valid_file_name(const char *s)
@@ -230,7 +210,7 @@ int volctx_parse_target(const char *kubelet_root, const char *target, char **ret
 	_cleanup_free_ char *v = strndup(vol, (size_t)(ve - vol));
 	if (!u || !v)
 		return -ENOMEM;
-	if (!valid_uid(u))
+	if (!k8s_pod_uid_valid(u))
 		return fail(err, errlen, "target_path's pod uid \"%s\" is not a Kubernetes UID",
 			    q(u, b));
 	if (ret_pod_uid)
@@ -497,16 +477,19 @@ int volctx_from_publish(const Csi__V1__NodePublishVolumeRequest *req, const char
 	if (!c)
 		return -ENOMEM;
 	const struct {
-		const char *key, *what;
+		const char *key, *what, *rule;
 		char **dst;
 		bool (*valid)(const char *);
 		bool required;
 	} facts[] = {
-	    {VOLCTX_KEY_POD_UID, "pod uid", &c->pod_uid, valid_uid, true},
-	    {VOLCTX_KEY_POD_NAMESPACE, "pod namespace", &c->pod_namespace, valid_dns_label, true},
-	    {VOLCTX_KEY_SERVICE_ACCOUNT, "service account", &c->service_account,
-	     valid_dns_subdomain, true},
-	    {VOLCTX_KEY_POD_NAME, "pod name", &c->pod_name, valid_dns_subdomain, false},
+	    {VOLCTX_KEY_POD_UID, "pod uid", "a lowercase UUID or a static pod's 32 hex digits",
+	     &c->pod_uid, k8s_pod_uid_valid, true},
+	    {VOLCTX_KEY_POD_NAMESPACE, "pod namespace", "a DNS-1123 label", &c->pod_namespace,
+	     k8s_namespace_valid, true},
+	    {VOLCTX_KEY_SERVICE_ACCOUNT, "service account", "a DNS-1123 subdomain",
+	     &c->service_account, k8s_service_account_valid, true},
+	    {VOLCTX_KEY_POD_NAME, "pod name", "a DNS-1123 subdomain", &c->pod_name,
+	     k8s_pod_name_valid, false},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(facts); i++) {
 		const char *v = ctx_get(req, facts[i].key);
@@ -523,8 +506,8 @@ int volctx_from_publish(const Csi__V1__NodePublishVolumeRequest *req, const char
 				    facts[i].key, facts[i].what);
 		}
 		if (!facts[i].valid(v))
-			return fail(err, errlen, "volume context %s=\"%s\" is not a valid %s",
-				    facts[i].key, q(v, b), facts[i].what);
+			return fail(err, errlen, "volume context %s=\"%s\" is not a valid %s (%s)",
+				    facts[i].key, q(v, b), facts[i].what, facts[i].rule);
 		r = set_str(facts[i].dst, v);
 		if (r < 0)
 			return r;
@@ -608,7 +591,9 @@ int volctx_register_request(const VolCtx *c, KvMsg **ret)
 	if (c->include_federated &&
 	    (r = kv_add(m, "include_federated_domains", c->include_federated)) < 0)
 		return r;
-	if ((r = kv_add(m, "ref", c->volume_id)) < 0)
+	/* The target travels with the reference: the daemon refuses another volume id on it. */
+	if ((r = kv_add(m, "ref", c->volume_id)) < 0 ||
+	    (r = kv_add(m, "target", c->target_path)) < 0)
 		return r;
 	*ret = TAKE_PTR(m);
 	return 0;

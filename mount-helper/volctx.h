@@ -46,7 +46,8 @@ int volctx_parse_target(const char *kubelet_root, const char *target_path, char 
 /* Validates a volume_id: 1-128 printable ASCII bytes without spaces. */
 int volctx_check_volume_id(const char *volume_id, char *err, size_t errlen);
 
-/* op=register ... ref=<volume_id> for the daemon (docs/control-protocol.md). */
+/* op=register ... ref=<volume_id> target=<target_path> for the daemon
+ * (docs/control-protocol.md). */
 int volctx_register_request(const VolCtx *c, KvMsg **ret);
 
 const char *volctx_volume_id(const VolCtx *c);

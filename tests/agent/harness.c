@@ -238,8 +238,13 @@ void rec_x509(void *userdata, const SvidX509Update *u)
 {
 	Recorder *r = userdata;
 	pthread_mutex_lock(&r->lock);
-	while (r->block)
-		pthread_cond_wait(&r->cond, &r->lock);
+	if (r->block) {
+		r->blocked++;
+		pthread_cond_broadcast(&r->cond);
+		while (r->block)
+			pthread_cond_wait(&r->cond, &r->lock);
+		r->blocked--;
+	}
 	r->updates++;
 	r->last_ns = now_ns();
 	r->n_svids = u->n_svids;

@@ -57,6 +57,7 @@ typedef struct Recorder {
 	uint64_t last_ns;
 	AgentSub *cancel_me; /* cancelled from inside the callback, once */
 	bool block;          /* when set, callbacks wait until cleared */
+	unsigned blocked;    /* callbacks waiting on block right now */
 } Recorder;
 
 void rec_init(Recorder *r);

@@ -157,7 +157,7 @@ static void t_no_match(void)
 	bool got = rec_wait(&r, 1, 10000);
 	tap_ok(got && r.n_svids == 0, "no match: an update with no SVIDs is delivered (n_svids=%zu)",
 	       r.n_svids);
-	msleep(600);
+	msleep(600); /* an observation window: the stream must stay open through it */
 	AgentSubState st = state_of(s);
 	tap_ok(st.phase == AGENT_SUB_STREAMING && st.restarts == 0 && rec_updates(&r) == 1,
 	       "no match: the stream stays open (phase %s, restarts %llu)",
@@ -367,7 +367,7 @@ static void t_stop_codes(void)
 		       strstr(st.last_error, "UNIMPLEMENTED"),
 	       "Unimplemented stops the subscription and is reported (%d \"%s\")",
 	       st.last_grpc_status, st.last_error);
-	msleep(500);
+	msleep(500); /* an observation window: no retry may start in it */
 	st = state_of(s);
 	tap_ok(st.phase == AGENT_SUB_STOPPED && st.restarts == 0, "a stopped subscription is not retried");
 	agent_sub_cancel(s);
@@ -468,7 +468,7 @@ static void t_fault_stall(void)
 	int ret = da_ctl(&da, NULL, "stall", "ms", "1500", NULL);
 	uint64_t t0 = now_ns();
 	da_ctl(&da, NULL, "rotate", "target", WEB_ID, NULL);
-	msleep(500);
+	msleep(500); /* an observation window: the client must not fail in it (stalled or not) */
 	AgentSubState st = state_of(s);
 	tap_ok(ret >= 0 && st.phase != AGENT_SUB_STOPPED,
 	       "fault stall: the client waits without failing (phase %s)",
@@ -486,15 +486,17 @@ static void t_fault_refuse(void)
 	AgentSub *s = NULL;
 	AgentConn *c = NULL;
 	rec_init(&r);
-	int ret = da_ctl(&da, NULL, "refuse", "ms", "1500", NULL);
+	/* Refused until told otherwise: the 500 ms below always fall inside the refusal. */
+	int ret = da_ctl(&da, NULL, "refuse", "ms", "60000", NULL);
 	conn_open(AGENT_API_DELEGATED, da.admin, 0, &c);
 	uint64_t t0 = now_ns();
 	agent_subscribe_x509(c, web_sel, ELEMENTSOF(web_sel), 0, rec_x509, &r, &s);
-	msleep(500);
+	msleep(500); /* an observation window: nothing may arrive in it */
 	AgentSubState st = state_of(s);
 	tap_ok(ret >= 0 && rec_updates(&r) == 0 && st.phase != AGENT_SUB_STOPPED,
 	       "fault refuse: a new connection waits (phase %s)",
 	       agent_sub_phase_to_string(st.phase));
+	da_ctl(&da, NULL, "refuse", "ms", "0", NULL);
 	bool got = rec_wait(&r, 1, 15000);
 	tap_ok(got && r.n_svids == 1, "fault refuse: connected once accepted again (%.0f ms)",
 	       (r.last_ns - t0) / 1e6);
@@ -518,7 +520,7 @@ static void t_fault_malformed(void)
 	size_t len = r.leaf_len;
 	int ret = da_ctl(&da, NULL, "malformed", NULL);
 	bool rej = ret >= 0 && wait_state(s, rejected_one, 5000);
-	msleep(200);
+	msleep(200); /* an observation window: no callback may follow the rejection */
 	AgentSubState st = state_of(s);
 	tap_ok(rej && rec_updates(&r) == 1 && r.leaf_len == len && st.phase == AGENT_SUB_STREAMING,
 	       "fault malformed: rejected and counted, no callback, stream kept (rejected %llu)",
@@ -557,6 +559,11 @@ static void t_fault_oversize(void)
 	rec_done(&r);
 }
 
+static bool not_streaming(const AgentSubState *st)
+{
+	return st->phase != AGENT_SUB_STREAMING;
+}
+
 static void t_fault_restart(void)
 {
 	Recorder r;
@@ -565,19 +572,16 @@ static void t_fault_restart(void)
 	sub_web(&r, &s);
 	rec_wait(&r, 1, 10000);
 	int ret = da_ctl(&da, NULL, "restart", "ms", "700", NULL);
-	msleep(300);
+	/* Seen down by the client (not a fixed wait): still only the first update. */
+	bool down = ret >= 0 && wait_state(s, not_streaming, 5000);
 	unsigned during = rec_updates(&r);
 	bool got = ret >= 0 && rec_wait(&r, 2, 10000);
-	tap_ok(during == 1 && got && r.n_svids == 1,
+	tap_ok(down && during == 1 && got && r.n_svids == 1,
 	       "fault restart: no update while down, streaming again after");
 	agent_sub_cancel(s);
 	rec_done(&r);
 }
 
-static bool not_streaming(const AgentSubState *st)
-{
-	return st->phase != AGENT_SUB_STREAMING;
-}
 
 static void t_agent_restart(const char *const *extra)
 {
@@ -588,7 +592,7 @@ static void t_agent_restart(const char *const *extra)
 	rec_wait(&r, 1, 10000);
 	da_kill(&da);
 	bool down = wait_state(s, not_streaming, 5000);
-	msleep(700);
+	msleep(700); /* an observation window: the agent is dead, the last state must stay */
 	AgentSubState st = state_of(s);
 	tap_ok(down && rec_updates(&r) == 1 && st.messages == 1 && st.last_message_at > 0,
 	       "agent killed: the client keeps its last state and says so (phase %s, \"%s\")",
@@ -630,11 +634,19 @@ static void t_cancel(void)
 	r.block = true;
 	pthread_mutex_unlock(&r.lock);
 	da_ctl(&da, NULL, "rotate", "target", WEB_ID, NULL);
-	msleep(300);
+	/* Wait (bounded) until the rotation's callback is running and blocked. */
+	for (int i = 0; i < 500; i++) {
+		pthread_mutex_lock(&r.lock);
+		unsigned blocked = r.blocked;
+		pthread_mutex_unlock(&r.lock);
+		if (blocked)
+			break;
+		msleep(10);
+	}
 	CancelArg a = {.s = s};
 	pthread_t t;
 	pthread_create(&t, NULL, cancel_thread, &a);
-	msleep(300);
+	msleep(300); /* an observation window: cancel must not return while the callback runs */
 	bool waited = !a.returned;
 	pthread_mutex_lock(&r.lock);
 	r.block = false;
@@ -643,7 +655,7 @@ static void t_cancel(void)
 	pthread_join(t, NULL);
 	unsigned after = rec_updates(&r);
 	da_ctl(&da, NULL, "rotate", "target", WEB_ID, NULL);
-	msleep(300);
+	msleep(300); /* an observation window: no callback after cancel returned */
 	tap_ok(waited && a.returned && rec_updates(&r) == after,
 	       "cancel waits for a running callback, and no callback runs after it returns");
 
@@ -659,7 +671,7 @@ static void t_cancel(void)
 	da_ctl(&da, NULL, "rotate", "target", WEB_ID, NULL);
 	bool got = rec_wait(&r2, 2, 5000);
 	da_ctl(&da, NULL, "rotate", "target", WEB_ID, NULL);
-	msleep(300);
+	msleep(300); /* an observation window: no callback after the cancel */
 	tap_ok(got && rec_updates(&r2) == 2, "cancel from inside the callback: no further callbacks");
 	rec_done(&r);
 	rec_done(&r2);

@@ -101,6 +101,22 @@ static int daemon_status(const char *uid)
 	return r;
 }
 
+/* The daemon's reference count of a pod (-1 when it has none registered). */
+static int daemon_refs(const char *uid)
+{
+	char w[96];
+	KvMsg *rep = NULL;
+	snprintf(w, sizeof w, "pods/%s", uid);
+	int r = stack_ctl(S, "status", w, &rep);
+	const char *v = r == 0 ? kv_get(rep, "refs") : NULL;
+	char *end = NULL;
+	long n = v ? strtol(v, &end, 10) : -1;
+	if (v && (!*v || *end))
+		n = -2;
+	kv_free(rep);
+	return n;
+}
+
 /* ---- pod processes ---- */
 
 static int read_file(const char *path, char *buf, size_t len, size_t *ret_n)
@@ -381,6 +397,17 @@ static void t_idempotency(void)
 	    kubelet_code_name(r), msg);
 	tap(is_mounted(A.target_path) && daemon_status(A.pod_uid) == 0,
 	    "the refused publishes left pod A's mount and registration alone");
+
+	/* Issue 12: another volume id on an already published target was OK and took a second
+	 * reference that no unpublish would ever drop. */
+	v = A;
+	snprintf(v.volume_id, sizeof v.volume_id, "csi-another-volume-on-the-same-target");
+	r = publish(&v);
+	tap(r == GRPC_STATUS_ALREADY_EXISTS,
+	    "another volume id on an already published target is ALREADY_EXISTS (%s %s)",
+	    kubelet_code_name(r), msg);
+	int refs = daemon_refs(A.pod_uid);
+	tap(refs == 1, "and takes no reference (pod A has %d)", refs);
 }
 
 /* Volume attributes and the fsGroup reach the files. */
@@ -495,15 +522,16 @@ static void t_concurrent(void)
 	ConcArg a[2];
 	pthread_t t[2];
 
-	/* The development agent delays the new pod's first SVID by a second, so the first
-	 * publish is still waiting when the second arrives 200 ms later. */
-	int d = stack_set_first_svid_delay(S, 1000);
+	/* The development agent delays the new pod's first SVID (2.5 s, within the plugin's 3 s
+	 * --publish-timeout): the second publish starts once the first has registered the pod,
+	 * so it arrives while the first waits for the SVID. */
+	int d = stack_set_first_svid_delay(S, 2500);
 	new_pod(&v, "shop", "slow");
 	for (int i = 0; i < 2; i++) {
 		a[i] = (ConcArg){.v = &v, .sock = stack_csi_socket(S)};
 		pthread_create(&t[i], NULL, conc_publish, &a[i]);
-		if (i == 0)
-			usleep(200000);
+		for (int k = 0; i == 0 && k < 1000 && daemon_status(v.pod_uid) != 0; k++)
+			usleep(10000); /* bounded: until the first publish registered the pod */
 	}
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
@@ -619,6 +647,72 @@ static void t_invalid(void)
 	r = kubelet_unpublish(K, A.volume_id, "/etc", msg, sizeof msg, 10000);
 	tap(r == GRPC_STATUS_INVALID_ARGUMENT && is_mounted(A.target_path),
 	    "unpublish outside the kubelet root: INVALID_ARGUMENT (%s)", msg);
+}
+
+/* Issue 12: requests that meant one thing on the wire and another to the plugin, and targets
+ * that are not directories. */
+static void t_hostile_requests(void)
+{
+	KubeletVolume v;
+	char p[600];
+	struct stat st;
+	int r;
+
+	new_pod(&v, "shop", "nul-target");
+	snprintf(p, sizeof p, "%s", v.target_path);
+	snprintf(v.target_path, sizeof v.target_path, "%s" KUBELET_NUL "/../../../../../../tmp", p);
+	v.nul_marker = true;
+	r = publish(&v);
+	tap(r == GRPC_STATUS_INVALID_ARGUMENT && !is_mounted(p) &&
+		daemon_status(v.pod_uid) == -ENOENT,
+	    "a NUL inside target_path: INVALID_ARGUMENT, nothing mounted or registered (%s: %s)",
+	    kubelet_code_name(r), msg);
+
+	new_pod(&v, "shop", "nul-volume-id");
+	strcat(v.volume_id, KUBELET_NUL "x");
+	v.nul_marker = true;
+	r = publish(&v);
+	tap(r == GRPC_STATUS_INVALID_ARGUMENT && !is_mounted(v.target_path) &&
+		daemon_status(v.pod_uid) == -ENOENT,
+	    "a NUL inside volume_id: INVALID_ARGUMENT (%s: %s)", kubelet_code_name(r), msg);
+
+	new_pod(&v, "shop", "nul-file-name");
+	kubelet_volume_set(&v, "svidfs.spiffe.io/svid_file_name", "cert.pem" KUBELET_NUL "/../../x");
+	v.nul_marker = true;
+	r = publish(&v);
+	tap(r == GRPC_STATUS_INVALID_ARGUMENT && !is_mounted(v.target_path) &&
+		daemon_status(v.pod_uid) == -ENOENT,
+	    "a NUL inside a file name attribute: INVALID_ARGUMENT (%s: %s)",
+	    kubelet_code_name(r), msg);
+
+	/* A symlinked target could redirect the bind mount: never followed. */
+	new_pod(&v, "shop", "symlink-target");
+	snprintf(p, sizeof p, "%s/pods/%s", stack_kubelet_root(S), v.pod_uid);
+	int sr = symlink(p, v.target_path);
+	r = publish(&v);
+	tap(sr == 0 && r == GRPC_STATUS_INVALID_ARGUMENT && !is_mounted(p) &&
+		!is_mounted(v.target_path) && daemon_status(v.pod_uid) == -ENOENT,
+	    "a target that is a symlink: INVALID_ARGUMENT, nothing mounted (%s: %s)",
+	    kubelet_code_name(r), msg);
+	unlink(v.target_path);
+	sr = symlink("/nonexistent-target", v.target_path);
+	r = publish(&v);
+	tap(sr == 0 && r == GRPC_STATUS_INVALID_ARGUMENT && daemon_status(v.pod_uid) == -ENOENT,
+	    "a target that is a dangling symlink: INVALID_ARGUMENT (%s: %s)",
+	    kubelet_code_name(r), msg);
+	unlink(v.target_path);
+
+	new_pod(&v, "shop", "file-target");
+	int fd = open(v.target_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	r = publish(&v);
+	tap(fd >= 0 && r == GRPC_STATUS_INVALID_ARGUMENT && !is_mounted(v.target_path) &&
+		stat(v.target_path, &st) == 0 && S_ISREG(st.st_mode) &&
+		daemon_status(v.pod_uid) == -ENOENT,
+	    "a target that is a regular file: INVALID_ARGUMENT, the file left alone (%s: %s)",
+	    kubelet_code_name(r), msg);
+	unlink(v.target_path);
 }
 
 static void t_stats(void)
@@ -784,6 +878,7 @@ int main(void)
 	t_secrets();
 	t_second_plugin();
 	t_invalid();
+	t_hostile_requests();
 	t_stats();
 	t_unpublish();
 	t_restart();

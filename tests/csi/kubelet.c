@@ -60,18 +60,16 @@ Kubelet *kubelet_free(Kubelet *k)
 	return NULL;
 }
 
-int kubelet_call(Kubelet *k, const char *method, const ProtobufCMessage *req,
-		 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
-		 char *msg, size_t msglen, int timeout_ms)
+/* One unary call with the request's bytes as they are (s: a slice we give away). */
+static int call_slice(Kubelet *k, const char *method, grpc_slice s,
+		      const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
+		      char *msg, size_t msglen, int timeout_ms)
 {
 	gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 				       gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
 	grpc_call *call =
 	    grpc_channel_create_call(k->ch, NULL, GRPC_PROPAGATE_DEFAULTS, k->cq,
 				     grpc_slice_from_static_string(method), NULL, dl, NULL);
-	size_t len = protobuf_c_message_get_packed_size(req);
-	grpc_slice s = grpc_slice_malloc(len);
-	protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(s));
 	grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&s, 1), *recv = NULL;
 	grpc_slice_unref(s);
 	grpc_metadata_array init_md, trail_md;
@@ -131,6 +129,29 @@ int kubelet_call(Kubelet *k, const char *method, const ProtobufCMessage *req,
 	grpc_metadata_array_destroy(&trail_md);
 	grpc_call_unref(call);
 	return r;
+}
+
+/* The packed request; with nul_marker, every "<NUL>" becomes five NUL bytes (a hostile client's
+ * request: protobuf strings carry a length, C strings cannot say it). The same length, so the
+ * framing stays valid; a marker of plain text cannot be mistaken for a tag or a length. */
+static grpc_slice pack_slice(const ProtobufCMessage *req, bool nul_marker)
+{
+	size_t len = protobuf_c_message_get_packed_size(req);
+	grpc_slice s = grpc_slice_malloc(len);
+	uint8_t *p = GRPC_SLICE_START_PTR(s), *m;
+
+	protobuf_c_message_pack(req, p);
+	while (nul_marker && (m = memmem(p, len, KUBELET_NUL, 5)))
+		memset(m, 0, 5);
+	return s;
+}
+
+int kubelet_call(Kubelet *k, const char *method, const ProtobufCMessage *req,
+		 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
+		 char *msg, size_t msglen, int timeout_ms)
+{
+	return call_slice(k, method, pack_slice(req, false), resp_desc, ret_resp, msg, msglen,
+			  timeout_ms);
 }
 
 int kubelet_register_plugin(Kubelet *k, char **ret_name, char **ret_version, char **ret_node_id)
@@ -285,9 +306,9 @@ int kubelet_publish_only(Kubelet *k, const KubeletVolume *v, char *msg, size_t m
 		req.secrets = &sep;
 	}
 	ProtobufCMessage *resp = NULL;
-	int r = kubelet_call(k, "/csi.v1.Node/NodePublishVolume", &req.base,
-			     &csi__v1__node_publish_volume_response__descriptor, &resp, msg, msglen,
-			     timeout_ms);
+	int r = call_slice(k, "/csi.v1.Node/NodePublishVolume", pack_slice(&req.base, v->nul_marker),
+			   &csi__v1__node_publish_volume_response__descriptor, &resp, msg, msglen,
+			   timeout_ms);
 	if (resp)
 		protobuf_c_message_free_unpacked(resp, NULL);
 	return r;

@@ -25,6 +25,9 @@ int kubelet_call(Kubelet *k, const char *method, const ProtobufCMessage *req,
 /* The registration kubelet and node-driver-registrar do: GetPluginInfo then NodeGetInfo. */
 int kubelet_register_plugin(Kubelet *k, char **ret_name, char **ret_version, char **ret_node_id);
 
+/* Put where a NUL should go in a request's strings (with KubeletVolume.nul_marker). */
+#define KUBELET_NUL "<NUL>"
+
 /* A pod's CSI inline volume as kubelet would publish it. */
 #define KUBELET_MAX_CTX 32
 typedef struct {
@@ -37,6 +40,7 @@ typedef struct {
 	const char *ctx_key[KUBELET_MAX_CTX], *ctx_value[KUBELET_MAX_CTX];
 	size_t n_ctx;
 	const char *secret_key, *secret_value;
+	bool nul_marker; /* hostile: every KUBELET_NUL in the packed request becomes NUL bytes */
 } KubeletVolume;
 
 /* Fills v for pod (uid, ns, name, sa) and volume name under kubelet_root, with the

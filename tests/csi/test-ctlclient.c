@@ -33,7 +33,11 @@ static void *serve(void *arg)
 		if (kv_read_fd(fd, 65536, 5000, &req) < 0)
 			break;
 		if (mode == FAKE_SILENT) {
-			sleep(2);
+			/* Never answer: hold the connection until the client gives up (bounded). */
+			struct pollfd pfd = {.fd = fd, .events = POLLIN};
+			char c;
+			while (poll(&pfd, 1, 10000) > 0 && read(fd, &c, 1) > 0)
+				;
 			kv_free(req);
 			break;
 		}
@@ -188,10 +192,15 @@ Test(ctlclient, status_parsing)
  * and failed with ENOTCONN. Now connect waits for room in the backlog. */
 #define N_BURST 16
 static int burst_lfd;
+static unsigned burst_started; /* clients about to connect (atomic) */
 
 static void *burst_server(void *arg)
 {
-	usleep(300000); /* let the backlog fill up */
+	/* Accept only once every client is on its way to connect: the backlog (1) fills up. A
+	 * bounded wait for that, not a fixed sleep. */
+	for (int i = 0; i < 1000 && __atomic_load_n(&burst_started, __ATOMIC_ACQUIRE) < N_BURST;
+	     i++)
+		usleep(10 * 1000);
 	for (int i = 0; i < N_BURST; i++) {
 		/* Clients that failed never arrive: stop after 3 s without one. */
 		struct pollfd pfd = {.fd = burst_lfd, .events = POLLIN};
@@ -216,6 +225,7 @@ static void *burst_server(void *arg)
 static void *burst_client(void *arg)
 {
 	KvMsg *req = req_op("ping"), *rep = NULL;
+	__atomic_add_fetch(&burst_started, 1, __ATOMIC_RELEASE);
 	intptr_t r = ctl_call(path, req, 5000, &rep);
 	if (r == 0)
 		r = ctl_reply_status(rep);

@@ -125,7 +125,8 @@ Test(volctx, kubelet_request_maps_to_register)
 	cr_assert_str_eq(
 	    s, "op=register\nkind=pod\npod_uid=" UID "\nnamespace=shop\n"
 	       "service_account=web\npod_name=web-7d4b9c-x2x\n"
-	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n\n");
+	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n"
+	       "target=" TARGET "\n\n");
 	free(s);
 	kv_free(m);
 	volctx_free(c);
@@ -155,7 +156,8 @@ Test(volctx, attributes_map_to_register)
 	       "svid_bundle_file_name=ca.pem\njwt_bundle_file_name=jwks.json\n"
 	       "jwt_svid=api.jwt https://api.example.org\njwt_svid=vault.token vault\n"
 	       "include_federated_domains=true\n"
-	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n\n");
+	       "ref=csi-3f4b6c0d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n"
+	       "target=" TARGET "\n\n");
 	free(s);
 	kv_free(m);
 	volctx_free(c);
@@ -262,6 +264,30 @@ Test(volctx, pod_facts_validated)
 	reset();
 	set_ctx("csi.storage.k8s.io/serviceAccount.name", "a\nop=unregister");
 	bad("not a valid service account");
+}
+
+/* The same rules as the daemon's (common/k8sname.c): names are DNS-1123 subdomains, dots only
+ * between labels; a UID is a UUID or a static pod's 32 hex digits. */
+Test(volctx, pod_facts_follow_the_kubernetes_rules)
+{
+	const char *bad_names[] = {"a..b", "web-0.", ".web", "web-", "a.-b"};
+	for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
+		reset();
+		set_ctx("csi.storage.k8s.io/pod.name", bad_names[i]);
+		bad("not a valid pod name");
+		reset();
+		set_ctx("csi.storage.k8s.io/serviceAccount.name", bad_names[i]);
+		bad("not a valid service account");
+	}
+	reset();
+	set_ctx("csi.storage.k8s.io/pod.namespace", "..");
+	bad("not a valid pod namespace");
+	reset();
+	set_ctx("csi.storage.k8s.io/pod.namespace", "a.b");
+	bad("DNS-1123 label");
+	reset();
+	set_ctx("csi.storage.k8s.io/pod.name", "web-0.shop");
+	volctx_free(ok());
 }
 
 Test(volctx, unknown_attributes_named)

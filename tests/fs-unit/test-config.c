@@ -135,12 +135,12 @@ static Registration *reg(const char *text, int expect)
 
 Test(registration, pod_selectors_and_defaults)
 {
-	Registration *r = reg("op=register\npod_uid=1234-abcd\nnamespace=ns1\nservice_account=sa1\n"
+	Registration *r = reg("op=register\npod_uid=6c1f0a2e-7d3b-4c1e-9a51-0d8e2f4b7a10\nnamespace=ns1\nservice_account=sa1\n"
 			      "pod_name=web-0\nref=vol1\n",
 			      0);
-	cr_assert_str_eq(r->name, "pods/1234-abcd");
+	cr_assert_str_eq(r->name, "pods/6c1f0a2e-7d3b-4c1e-9a51-0d8e2f4b7a10");
 	cr_assert_eq(r->n_selectors, 4);
-	cr_assert_str_eq(r->selectors[0], "k8s:pod-uid:1234-abcd");
+	cr_assert_str_eq(r->selectors[0], "k8s:pod-uid:6c1f0a2e-7d3b-4c1e-9a51-0d8e2f4b7a10");
 	cr_assert_str_eq(r->selectors[1], "k8s:ns:ns1");
 	cr_assert_str_eq(r->selectors[2], "k8s:sa:sa1");
 	cr_assert_str_eq(r->selectors[3], "k8s:pod-name:web-0");
@@ -148,7 +148,7 @@ Test(registration, pod_selectors_and_defaults)
 	cr_assert_eq(r->cert_mode, 0444);
 	cr_assert_eq(r->key_mode, 0400);
 	registration_free(r);
-	r = reg("pod_uid=u1\ngid=1000\nagent=b\nagent=a\n", 0);
+	r = reg("pod_uid=0f6e2d1c0b9a88776655443322110000\ngid=1000\nagent=b\nagent=a\n", 0);
 	cr_assert_eq(r->key_mode, 0440);
 	cr_assert_eq(r->gid, 1000);
 	cr_assert_eq(r->n_agents, 2);
@@ -160,23 +160,48 @@ Test(registration, refusals)
 {
 	reg("namespace=x\n", -EINVAL);
 	reg("pod_uid=../x\n", -EINVAL);
-	reg("pod_uid=u\nkey_mode=0444\n", -EINVAL);
-	registration_free(reg("pod_uid=u\nkey_mode=0440\n", 0));
-	reg("pod_uid=u\ncert_mode=0666\n", -EINVAL);
-	reg("pod_uid=u\nlayout=weird\n", -EINVAL);
-	reg("pod_uid=u\nsvid_file_name=a/b\n", -EINVAL);
-	reg("pod_uid=u\nlayout=spiffe\nsvid_file_name=a\n", -EINVAL);
-	reg("pod_uid=u\njwt_svid=onlyname\n", -EINVAL);
-	reg("pod_uid=u\nselector=k8s:ns:x\n", -EINVAL);
+	reg("pod_uid=22222222-3333-4444-8555-666666666666\nkey_mode=0444\n", -EINVAL);
+	registration_free(reg("pod_uid=22222222-3333-4444-8555-666666666666\nkey_mode=0440\n", 0));
+	reg("pod_uid=22222222-3333-4444-8555-666666666666\ncert_mode=0666\n", -EINVAL);
+	reg("pod_uid=22222222-3333-4444-8555-666666666666\nlayout=weird\n", -EINVAL);
+	reg("pod_uid=22222222-3333-4444-8555-666666666666\nsvid_file_name=a/b\n", -EINVAL);
+	reg("pod_uid=22222222-3333-4444-8555-666666666666\nlayout=spiffe\nsvid_file_name=a\n", -EINVAL);
+	reg("pod_uid=22222222-3333-4444-8555-666666666666\njwt_svid=onlyname\n", -EINVAL);
+	reg("pod_uid=22222222-3333-4444-8555-666666666666\nselector=k8s:ns:x\n", -EINVAL);
 	reg("kind=identity\nname=x\n", -EINVAL);
 	reg("kind=identity\nname=x\nselector=nocolon\n", -EINVAL);
 	reg("kind=thing\n", -EINVAL);
-	reg("pod_uid=u\nnamespace=Bad_NS\n", -EINVAL);
+	reg("pod_uid=22222222-3333-4444-8555-666666666666\nnamespace=Bad_NS\n", -EINVAL);
+}
+
+/* The pod facts follow the Kubernetes API's rules (common/k8sname.c): the issue's "namespace=.."
+ * was accepted and became the selector k8s:ns:.. */
+Test(registration, pod_facts_follow_the_kubernetes_rules)
+{
+#define POD "pod_uid=22222222-3333-4444-8555-666666666666\n"
+	reg(POD "namespace=..\n", -EINVAL);
+	reg(POD "namespace=.\n", -EINVAL);
+	reg(POD "namespace=a.b\n", -EINVAL); /* a label: no dot */
+	reg(POD "namespace=-ns\n", -EINVAL);
+	reg(POD "namespace=ns-\n", -EINVAL);
+	reg(POD "service_account=a..b\n", -EINVAL);
+	reg(POD "service_account=.a\n", -EINVAL);
+	reg(POD "pod_name=web-0.\n", -EINVAL);
+	reg(POD "pod_name=Web-0\n", -EINVAL);
+	registration_free(reg(POD "namespace=kube-system\nservice_account=a.b-c\n"
+				  "pod_name=web-0.x\n",
+			      0));
+	reg("pod_uid=1234-abcd\n", -EINVAL);			     /* neither form */
+	reg("pod_uid=22222222-3333-4444-8555-66666666666G\n", -EINVAL); /* not hex */
+	reg("pod_uid=22222222-3333-4444-8555-6666666666666\n", -EINVAL);
+	reg("pod_uid=0F6E2D1C0B9A88776655443322110000\n", -EINVAL); /* uppercase */
+	registration_free(reg("pod_uid=0f6e2d1c0b9a88776655443322110000\n", 0));
+#undef POD
 }
 
 Test(registration, custom_names_imply_spiffe_helper_and_round_trip)
 {
-	Registration *r = reg("pod_uid=u2\nsvid_file_name=tls.crt\nsvid_key_file_name=tls.key\n"
+	Registration *r = reg("pod_uid=11111111-2222-4333-8444-555555555555\nsvid_file_name=tls.crt\nsvid_key_file_name=tls.key\n"
 			      "jwt_svid=token aud-1\njwt_svid=t2 https://x/y\n"
 			      "include_federated_domains=true\njwt_bundle_file_name=jb.json\n",
 			      0);
@@ -193,11 +218,11 @@ Test(registration, custom_names_imply_spiffe_helper_and_round_trip)
 	cr_assert(registration_equal(r, r2));
 	char *file = NULL;
 	cr_assert_eq(registration_state_file(r2, &file), 0);
-	cr_assert_str_eq(file, "pod-u2.conf");
+	cr_assert_str_eq(file, "pod-11111111-2222-4333-8444-555555555555.conf");
 	free(file);
 	registration_free(r2);
 	kv_free(m);
-	Registration *r3 = reg("pod_uid=u2\nsvid_file_name=other.crt\n", 0);
+	Registration *r3 = reg("pod_uid=11111111-2222-4333-8444-555555555555\nsvid_file_name=other.crt\n", 0);
 	cr_assert_not(registration_equal(r, r3));
 	registration_free(r3);
 	registration_free(r);

@@ -8,8 +8,9 @@
  *   svidfs-check hold FILE
  *       opens FILE, reads it, prints "held <serial>", waits for a line on stdin, then reads the
  *       same fd again (offset 0 and the tail) and checks the bytes are identical and whole
- *   svidfs-check poll FILE TIMEOUT_MS
- *       opens FILE and waits for POLLIN; exit 0 when woken, 1 on timeout
+ *   svidfs-check poll FILE TIMEOUT_MS [READY]
+ *       opens FILE and waits for POLLIN; exit 0 when woken, 1 on timeout. With READY (a path):
+ *       creates it once FILE is open (a change after that wakes the poll)
  *   svidfs-check rotate FILE N READERS -- COMMAND...
  *       N times: run COMMAND (forces a rotation), then open+read FILE until the serial changes;
  *       meanwhile READERS threads open+read+close FILE in a loop and check every read is whole
@@ -18,10 +19,12 @@
  *       rotation latency (median, p99) in microseconds. Exit 0 only without torn/stale/errors.
  *   svidfs-check churn FILE N -- COMMAND...
  *       like rotate without readers, for memory checks: N rotations, nothing held open.
- *   svidfs-check readers FILE THREADS MS
+ *   svidfs-check readers FILE THREADS MS [READY STOP]
  *       THREADS threads open+read+close FILE for MS milliseconds and check every read is whole;
  *       prints "reads=… torn=… errors=… serials=…" (distinct serials seen). Exit 0 only
- *       without torn reads or errors.
+ *       without torn reads or errors. With READY and STOP (paths): creates READY once a read
+ *       went through, and stops early once STOP exists (MS is then the bound), so a script
+ *       waits for conditions rather than for fixed times.
  *   COMMAND may be "ctl:<path>": a rotate request on the development agent's control socket.
  */
 #include <errno.h>
@@ -189,6 +192,7 @@ static struct {
 	Rotation *rot;
 	size_t n_rot; /* published count (atomic) */
 	bool stop;
+	bool any_read; /* a whole read went through (atomic) */
 	uint64_t reads, torn, stale, errors;
 	char last_error[256];
 } R;
@@ -235,6 +239,7 @@ static void *reader(void *arg)
 			torn++;
 			continue;
 		}
+		__atomic_store_n(&R.any_read, true, __ATOMIC_RELEASE);
 		if (known == 0) {
 			note_serial(serial);
 			continue;
@@ -380,13 +385,19 @@ static int cmd_hold(const char *file)
 	return 0;
 }
 
-static int cmd_poll(const char *file, int timeout_ms)
+static int cmd_poll(const char *file, int timeout_ms, const char *ready)
 {
 	int fd = open(file, O_RDONLY | O_CLOEXEC);
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 
 	if (fd < 0)
 		return 2;
+	/* The open pins the generation: a rotation from here on wakes the poll below. */
+	if (ready) {
+		int rfd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (rfd >= 0)
+			close(rfd);
+	}
 	/* The first poll registers interest; svidfs answers POLLIN only after a change. */
 	int r = poll(&p, 1, timeout_ms);
 	close(fd);
@@ -398,14 +409,26 @@ static int cmd_poll(const char *file, int timeout_ms)
 	return 1;
 }
 
-static int cmd_readers(const char *file, long threads, long ms)
+static int cmd_readers(const char *file, long threads, long ms, const char *ready,
+		       const char *stop)
 {
 	pthread_t *t = calloc((size_t)threads, sizeof *t);
+	bool said = false;
 
 	R.file = file;
 	for (long i = 0; i < threads; i++)
 		pthread_create(&t[i], NULL, reader, NULL);
-	usleep((useconds_t)ms * 1000);
+	for (long waited = 0; waited < ms; waited += 10) { /* polls the two files */
+		if (ready && !said && __atomic_load_n(&R.any_read, __ATOMIC_ACQUIRE)) {
+			int fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+			if (fd >= 0)
+				close(fd);
+			said = true;
+		}
+		if (stop && access(stop, F_OK) == 0)
+			break;
+		usleep(10 * 1000);
+	}
 	__atomic_store_n(&R.stop, true, __ATOMIC_RELEASE);
 	for (long i = 0; i < threads; i++)
 		pthread_join(t[i], NULL);
@@ -441,12 +464,13 @@ int main(int argc, char **argv)
 		printf("match\n");
 		return 0;
 	}
-	if (argc == 5 && strcmp(argv[1], "readers") == 0)
-		return cmd_readers(argv[2], atol(argv[3]), atol(argv[4]));
+	if ((argc == 5 || argc == 7) && strcmp(argv[1], "readers") == 0)
+		return cmd_readers(argv[2], atol(argv[3]), atol(argv[4]), argc == 7 ? argv[5] : NULL,
+				   argc == 7 ? argv[6] : NULL);
 	if (argc == 3 && strcmp(argv[1], "hold") == 0)
 		return cmd_hold(argv[2]);
-	if (argc == 4 && strcmp(argv[1], "poll") == 0)
-		return cmd_poll(argv[2], atoi(argv[3]));
+	if ((argc == 4 || argc == 5) && strcmp(argv[1], "poll") == 0)
+		return cmd_poll(argv[2], atoi(argv[3]), argc == 5 ? argv[4] : NULL);
 	if (argc >= 7 && strcmp(argv[1], "rotate") == 0 && strcmp(argv[5], "--") == 0)
 		return cmd_rotate(argv[2], atol(argv[3]), atol(argv[4]), argv + 6);
 	if (argc >= 6 && strcmp(argv[1], "churn") == 0 && strcmp(argv[4], "--") == 0)

@@ -31,9 +31,10 @@ expect_eq "a registration naming one agent is served by it" b "$(agent_of "$Q")"
 check "an unknown agent name is refused" not ctl register pod_uid="$(uuid)" agent=nope ref=x
 
 # --- failover to b and back, with readers ---
-"$CHECK" readers "$CB" 2 9000 >"$T/readers1.out" 2>&1 &
+# Readers from before the outage until the files come from a again (at most 60 s).
+"$CHECK" readers "$CB" 2 60000 "$T/readers1.ready" "$T/readers1.stop" >"$T/readers1.out" 2>&1 &
 readers=$!
-sleep 0.5
+check "readers are reading" wait_for test -e "$T/readers1.ready"
 agentctl a restart 4000 >/dev/null
 start=$(date +%s%N)
 check "moved to agent b within 5 s of a's outage" wait_for sh -c "[ \"\$('$SVIDFSCTL' -s '$T/control.sock' status $P | awk '\$1 == \"agent\" { print \$2 }')\" = b ]"
@@ -47,6 +48,7 @@ check "moved back to agent a after it recovered" \
 	sh -c "for i in \$(seq 150); do [ \"\$('$SVIDFSCTL' -s '$T/control.sock' status $P | awk '\$1 == \"agent\" { print \$2 }')\" = a ] && exit 0; sleep 0.1; done; exit 1"
 check "the files come from agent a again" \
 	wait_for sh -c "[ \"\$(awk '/-----BEGIN CERT/ { n++ } n == 1' '$CB' | openssl x509 -noout -ext authorityKeyIdentifier | tail -1 | tr -d ' ')\" = '$issuer_a' ]"
+touch "$T/readers1.stop"
 wait $readers
 r=$?
 cat "$T/readers1.out" | diag
@@ -55,14 +57,18 @@ check "readers saw both agents' SVIDs" grep -Eq 'serials=([2-9]|[1-9][0-9])' "$T
 
 # --- agent restart while readers read (single agent) ---
 before=$(serial_of "$D/../$Q/credential-bundle.private-key.pem")
-"$CHECK" readers "$MNT/pods/$Q/credential-bundle.private-key.pem" 2 5000 >"$T/readers2.out" 2>&1 &
+"$CHECK" readers "$MNT/pods/$Q/credential-bundle.private-key.pem" 2 60000 "$T/readers2.ready" \
+	"$T/readers2.stop" >"$T/readers2.out" 2>&1 &
 readers=$!
-sleep 0.3
+check "readers are reading" wait_for test -e "$T/readers2.ready"
 agentctl b restart 2500 >/dev/null
 check "status.json shows the stream down during the restart" \
 	wait_for sh -c "! grep -q '\"stream_state\": \"streaming\"' '$MNT/pods/$Q/status.json'"
 expect_eq "the last good SVID is still served during the outage" "$before" \
 	"$(serial_of "$MNT/pods/$Q/credential-bundle.private-key.pem")"
+# Until the stream is back (the restart's whole outage), at most 60 s.
+wait_for sh -c "'$SVIDFSCTL' -s '$T/control.sock' status $Q | grep -q 'stream *streaming'"
+touch "$T/readers2.stop"
 wait $readers
 r=$?
 cat "$T/readers2.out" | diag

@@ -19,9 +19,10 @@ stale=0
 cached_bad=0
 for i in $(seq 20); do
 	old=$(serial_of "$CB")
-	"$CHECK" poll "$D/status.json" 5000 >"$T/poll.out" &
+	rm -f "$T/poll.ready"
+	"$CHECK" poll "$D/status.json" 5000 "$T/poll.ready" >"$T/poll.out" &
 	pollpid=$!
-	sleep 0.05
+	wait_for test -e "$T/poll.ready" # the fd is open: the rotation must wake it
 	rotate
 	wait $pollpid || { stale=$((stale + 1)); continue; }
 	# poll woke: the new generation is in; the very next open must show it.

@@ -64,13 +64,16 @@ for n in web backup metrics-agent; do grep -q "identities/$n " "$tmp/list.log" |
 ! grep -q missing "$tmp/list.log"
 tap_result $? "the example identities (web, backup, metrics-agent) load and register" "$tmp/list.log"
 
-# Watchdog: 2.5 s after READY there must be at least 3 pings, none more than 1 s apart (the
-# interval systemd would kill at), and not a busy loop (at most one per 100 ms).
-sleep 2.5
+# Watchdog: pings keep coming after READY (wait, bounded, for 4 of them), none more than 1 s
+# apart (the interval systemd would kill at), and not a busy loop (at most one per 100 ms).
+for _ in $(seq 600); do
+	[ "$(awk '$3 == "WATCHDOG=1"' "$tmp/notify.log" | wc -l)" -ge 4 ] && break
+	sleep 0.05
+done
 awk '$3 == "WATCHDOG=1" { print $1 }' "$tmp/notify.log" >"$tmp/wd"
 n=$(wc -l <"$tmp/wd")
-[ "$n" -ge 3 ] && [ "$n" -le 25 ]
-tap_result $? "WATCHDOG=1 is sent repeatedly ($n pings in ~2.5 s with WATCHDOG_USEC=1s)" "$tmp/notify.log"
+[ "$n" -ge 4 ]
+tap_result $? "WATCHDOG=1 is sent repeatedly ($n pings with WATCHDOG_USEC=1s)" "$tmp/notify.log"
 awk 'NR > 1 { d = $1 - p; if (d > 1000 || d < 100) bad = 1 } { p = $1 } END { exit bad || NR < 2 }' "$tmp/wd"
 tap_result $? "WATCHDOG=1 intervals stay within 100-1000 ms (WATCHDOG_USEC=1s)" "$tmp/wd"
 

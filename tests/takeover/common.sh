@@ -17,6 +17,7 @@ start_keeper() {
 
 # start_readers UID...: reader i reads $T/pod-i/$KEY in a private mount namespace. The last
 # one reads with O_DIRECT (every read reaches the daemon); the others mostly hit the page cache.
+# Returns once each has completed a read (1 if one does not within 10 s).
 # ALL_DIRECT=1: every reader reads with O_DIRECT.
 start_readers() {
 	local i=0 p mode
@@ -31,6 +32,10 @@ start_readers() {
 		PIDS="$PIDS $!"
 	done
 	N_READERS=$i
+	# Until every reader has completed a read (bounded), not for a fixed time.
+	for i in $(seq "$N_READERS"); do
+		wait_for grep -q '^started' "$T/reader-$i.out" || return 1
+	done
 }
 
 # stop_readers: SIGTERM each; a reader that does not exit within 10 s is blocked.

@@ -22,8 +22,7 @@ for _ in 1 2 3; do
 done
 ok "3 pods registered"
 # shellcheck disable=SC2086
-start_readers $PODS
-sleep 1
+check "readers are reading" start_readers $PODS
 check "the keeper holds the connection" wait_for sh -c "grep -q . '$T/svidfs.log' && '$SVIDFSCTL' -s '$T/control.sock' info | grep -q '^takeovers *0'"
 
 REC_DIRS=0 REC_FILES=0 REC_STALE=0
@@ -43,9 +42,9 @@ crash_cycle() {
 	kill -9 "$DAEMON_PID"
 	wait "$DAEMON_PID" 2>/dev/null
 	echo "killed $(date +%s%6N)" >>"$T/cycles.log"
-	sleep 0.1
+	sleep 0.1 # pacing: 100 ms without a daemon, readers' requests queue meanwhile
 	start_daemon "${DAEMON_ARGS[@]}" || return 1
-	sleep 0.2
+	sleep 0.2 # pacing: readers read from this daemon before the next crash
 }
 
 t0=$(date +%s)
@@ -73,8 +72,7 @@ check "crashes: readers kept reading ($READ_TOTAL reads, longest stall $((MAX_GA
 grep -h '^gap' "$T"/reader-*.out 2>/dev/null | sort -k3 -n | tail -3 | diag
 cat "$T"/reader-*.out | grep '^gap' >"$T/gaps-crash.txt"
 # shellcheck disable=SC2086
-start_readers $PODS
-sleep 0.5
+check "readers are reading again" start_readers $PODS
 
 # The agent restarts in between too (it answers the new daemon's subscriptions afresh).
 fails=0
@@ -85,7 +83,7 @@ for c in $(seq "$AGENT_CYCLES"); do
 	stop_agent a
 	start_agent a --auto-k8s || { fails=$((fails + 1)); break; }
 	start_daemon "${DAEMON_ARGS[@]}" || { fails=$((fails + 1)); break; }
-	sleep 0.3
+	sleep 0.3 # pacing: readers read from this daemon before the next crash
 done
 expect_eq "$AGENT_CYCLES cycles with the agent restarted too" 0 "$fails"
 count_recovery

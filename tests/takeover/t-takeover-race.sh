@@ -30,15 +30,14 @@ for _ in 1 2; do
 done
 ok "2 pods registered"
 # shellcheck disable=SC2086
-ALL_DIRECT=1 start_readers $PODS $PODS
-sleep 0.5
+ALL_DIRECT=1 check "readers are reading" start_readers $PODS $PODS
 
 fails=0
 for _ in $(seq "$CYCLES"); do
 	kill -9 "$DAEMON_PID"
 	wait "$DAEMON_PID" 2>/dev/null
 	LD_PRELOAD=$SHIM start_daemon "${DAEMON_ARGS[@]}" || { fails=$((fails + 1)); break; }
-	sleep 0.2
+	sleep 0.2 # pacing: readers read from this daemon before the next crash
 done
 expect_eq "$CYCLES kill -9 + restart cycles under slow-init.so" 0 "$fails"
 fails=0 exits=""
@@ -79,18 +78,27 @@ check "only it: the mount answers" stat "$MNT/pods"
 # not take the keeper's connection meanwhile.
 kill -9 "$DAEMON_PID"
 wait "$DAEMON_PID" 2>/dev/null
-flock -x "$T/daemon.lock" sleep 2 &
+# The holder keeps the lock until told (at most 60 s); each step waits for its condition.
+flock -x "$T/daemon.lock" sh -c "for i in \$(seq 1200); do [ -e '$T/holder.stop' ] && exit 0; sleep 0.05; done" &
 HOLDER=$!
 PIDS="$PIDS $HOLDER"
-sleep 0.2
-t0=$(date +%s%3N)
-LD_PRELOAD=$SHIM start_daemon "${DAEMON_ARGS[@]}" --takeover || not_ok "daemon after the lock holder"
-t1=$(date +%s%3N)
-check "--takeover waited for the lock holder ($((t1 - t0)) ms)" test "$((t1 - t0))" -ge 1500
-check "and said so" grep -q "waiting for the daemon that holds" "$T/svidfs.log"
-expect_eq "then adopted the keeper's connection" "$((2 * CYCLES + 1))" \
+check "another process holds daemon.lock" wait_for not flock -n "$T/daemon.lock" true
+adopted=$(grep -c 'adopted the FUSE connection' "$T/svidfs.log")
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1" LD_PRELOAD=$SHIM "$SVIDFS" \
+	-m "$MNT" --state-dir "$T/state" --control-socket "$T/control.sock" \
+	--identities-dir "$T/identities.d" "${DAEMON_ARGS[@]}" --takeover >>"$T/svidfs.log" 2>&1 &
+DAEMON_PID=$!
+PIDS="$PIDS $DAEMON_PID"
+check "--takeover waits for the lock holder, and says so" \
+	wait_for grep -q "waiting for the daemon that holds" "$T/svidfs.log"
+expect_eq "it does not take the keeper's connection meanwhile" "$adopted" \
 	"$(grep -c 'adopted the FUSE connection' "$T/svidfs.log")"
-sleep 0.3
+touch "$T/holder.stop"
+check "once the lock is free it starts" wait_for ctl ping
+check "and adopts the keeper's connection" \
+	wait_for sh -c "[ \$(grep -c 'adopted the FUSE connection' '$T/svidfs.log') = $((2 * CYCLES + 1)) ]"
+check "the mount answers" wait_for stat "$MNT/pods"
+sleep 0.3 # pacing: readers read from the last daemon
 stop_readers
 expect_eq "no reader left blocked" 0 "$BLOCKED"
 expect_eq "no read errors (O_DIRECT readers: every read reached a daemon)" 0 "$((ERR_TOTAL + ERR_DIRECT))"

@@ -28,8 +28,7 @@ for _ in 1 2; do
 done
 ok "2 pods registered"
 # shellcheck disable=SC2086
-start_readers $PODS
-sleep 1
+check "readers are reading" start_readers $PODS
 
 fails=0
 for c in $(seq "$CRASHES"); do
@@ -38,7 +37,7 @@ for c in $(seq "$CRASHES"); do
 	ready() { [ "$(grep -c '^READY' "$T/events")" -gt "$c" ]; }
 	wait_for ready || { fails=$((fails + 1)); break; }
 	wait_for stored $((3 * (c + 1))) || fails=$((fails + 1))
-	sleep 0.3
+	sleep 0.3 # pacing: readers read from this daemon before the next crash
 done
 expect_eq "$CRASHES kill -9 restarts by the service manager" 0 "$fails"
 expect_eq "every restart got the 3 stored fds" "$CRASHES" "$(grep -c '^START [0-9]* 3$' "$T/events")"

@@ -20,8 +20,7 @@ for _ in 1 2 3; do
 done
 ok "3 pods registered"
 # shellcheck disable=SC2086
-start_readers $PODS
-sleep 1
+check "readers are reading" start_readers $PODS
 
 fails=0 exits=0
 t0=$(date +%s)
@@ -34,7 +33,7 @@ for c in $(seq "$UPGRADES"); do
 	wait "$old" 2>/dev/null
 	[ $? = 0 ] || exits=$((exits + 1))
 	wait_for ctl ping || fails=$((fails + 1))
-	sleep 0.3
+	sleep 0.3 # pacing: readers read from this daemon before the next handover
 done
 t1=$(date +%s)
 expect_eq "$UPGRADES planned handovers (in $((t1 - t0)) s)" 0 "$fails"
@@ -57,7 +56,7 @@ wait "$prev" 2>/dev/null
 old=$DAEMON_PID
 start_daemon "${DAEMON_ARGS[@]}" --takeover --after-handover=wait || not_ok "k8s-style handover"
 for _ in $(seq 50); do grep -q 'idle until SIGTERM' "$T/svidfs.log" && break; sleep 0.1; done
-sleep 0.5
+sleep 0.5 # an observation window: the old daemon must not exit in it
 check "after-handover=wait: the old daemon is still there after handing over" kill -0 "$old"
 check "after-handover=wait: the new daemon serves" ctl ping
 kill "$old"

@@ -4,8 +4,9 @@
  * private key then certificates; the key matches the leaf). Content equal to the last checked
  * one is not parsed again (the loop stays tight). Writes to OUT at exit:
  *   reads=N errors=N invalid=N generations=N max_gap_us=N last_error=...
- * and, while running, one line "gap <start_us> <len_us>" for every pause between two completed
- * reads longer than 20 ms (wall clock), for the bench.
+ * and, while running, "started" after the first completed read (scripts wait for it) and one
+ * line "gap <start_us> <len_us>" for every pause between two completed reads longer than 20 ms
+ * (wall clock), for the bench.
  * ESTALE (the daemon's answer for an inode of a previous daemon whose bytes it cannot vouch
  * for) is counted apart from other errors.
  *   takeover-reader FILE OUT [direct]
@@ -113,7 +114,8 @@ int main(int argc, char **argv)
 			snprintf(last_error, sizeof last_error, "%s", strerror((int)-n));
 			continue;
 		}
-		reads++;
+		if (reads++ == 0)
+			fprintf(out, "started\n");
 		if ((size_t)n != last_len || memcmp(buf, last, (size_t)n) != 0) {
 			if (valid(buf, (size_t)n) < 0) {
 				invalid++;

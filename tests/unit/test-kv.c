@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
@@ -112,4 +114,53 @@ Test(kv, read_fd_limits_timeout_and_eof)
 	close(p[1]);
 	cr_assert_eq(kv_read_fd(p[0], 64, 1000, &r), -ECONNRESET);
 	close(p[0]);
+}
+
+Test(kv, message_length_finds_the_first_whole_message)
+{
+	cr_assert_eq(kv_message_length("", 0), 0);
+	cr_assert_eq(kv_message_length("\n", 1), 1, "the empty message");
+	cr_assert_eq(kv_message_length("op=ping\n", 8), 0, "incomplete");
+	cr_assert_eq(kv_message_length("op=ping\n\n", 9), 9);
+	cr_assert_eq(kv_message_length("op=ping\n\nop=list\n\n", 18), 9, "the first of two");
+	cr_assert_eq(kv_message_length("op=ping\n\nop=li", 14), 9);
+}
+
+/* A registration file of any size up to the limit (restore once stopped at 1 MiB). */
+Test(kv, read_file_any_size_up_to_max)
+{
+	char dir[] = "/tmp/svidfs-test.XXXXXX", path[64];
+	KvMsg *m = NULL, *r = NULL;
+	char *text = NULL, ref[64];
+	size_t len;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/big.conf", dir);
+	cr_assert_eq(kv_new(&m), 0);
+	kv_add(m, "kind", "pod");
+	for (int i = 0; i < 40000; i++) { /* about 1.4 MB */
+		snprintf(ref, sizeof ref, "volume-%024d", i);
+		cr_assert_eq(kv_add(m, "ref", ref), 0);
+	}
+	cr_assert_eq(kv_format(m, &text, &len), 0);
+	cr_assert_gt(len, 1u << 20);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(text, 1, len, f), len);
+	fclose(f);
+	cr_assert_eq(kv_read_file(path, 16u << 20, &r), 0);
+	cr_assert_eq(kv_count(r), 40001);
+	cr_assert_str_eq(kv_value(r, 40000), "volume-000000000000000000039999");
+	kv_free(r);
+	r = NULL;
+	cr_assert_eq(kv_read_file(path, len - 1, &r), -EFBIG);
+	cr_assert_null(r);
+	cr_assert_eq(kv_read_file(dir, 1024, &r), -EINVAL, "not a regular file");
+	char missing[96];
+	snprintf(missing, sizeof missing, "%s/missing", dir);
+	cr_assert_eq(kv_read_file(missing, 1024, &r), -ENOENT);
+	unlink(path);
+	rmdir(dir);
+	free(text);
+	kv_free(m);
 }

@@ -5,15 +5,20 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "pbcheck.h"
 #include "volctx.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	char err[VOLCTX_ERR_MAX], field[128];
+	VolCtx *c = NULL;
+
+	/* The plugin's first look at the bytes (mount-helper/csi.c), then protobuf-c's. */
+	(void)pbcheck_strings(&csi__v1__node_publish_volume_request__descriptor, data, size, field,
+			      sizeof field);
 	Csi__V1__NodePublishVolumeRequest *req =
 	    csi__v1__node_publish_volume_request__unpack(NULL, size, data);
-	char err[VOLCTX_ERR_MAX];
-	VolCtx *c = NULL;
 
 	if (!req)
 		return 0;
