@@ -84,10 +84,20 @@ check "a host non-root user may read certificates and bundles" \
 	setpriv --reuid 65534 --regid 65534 --clear-groups cat "$MNT/pods/$A/example.org.spiffe-trust-bundle.pem"
 check "a host non-root user may not read a 0400 key" \
 	not setpriv --reuid 65534 --regid 65534 --clear-groups cat "$MNT/pods/$A/$KEY"
+# Outside --cgroup-root: a process in no kubepods hierarchy is a host process; one in a kubepods
+# hierarchy where kubelet (as configured) does not put it cannot be attributed and is denied,
+# never taken for the host (a wrong --cgroup-root fails closed).
+HOSTCG=$CG2/svidfs-other.$$/system.slice/x.service
 OUT=$CG2/svidfs-other.$$/kubepods/pod$A
-mkdir -p "$OUT"
-CGROUPS="$CGROUPS $OUT $CG2/svidfs-other.$$/kubepods $CG2/svidfs-other.$$"
-check "a process outside --cgroup-root is not taken for a pod" \
-	in_pod "$OUT" "cat '$MNT/pods/$B/$KEY' >/dev/null"
+mkdir -p "$OUT" "$HOSTCG"
+CGROUPS="$CGROUPS $OUT $CG2/svidfs-other.$$/kubepods $HOSTCG $CG2/svidfs-other.$$/system.slice"
+CGROUPS="$CGROUPS $CG2/svidfs-other.$$"
+check "a process outside --cgroup-root and any kubepods cgroup is a host process" \
+	in_pod "$HOSTCG" "cat '$MNT/pods/$B/$KEY' >/dev/null"
+check "a kubepods cgroup outside --cgroup-root is denied, not taken for the host" \
+	in_pod "$OUT" "! cat '$MNT/pods/$B/$KEY' 2>/dev/null && ! cat '$MNT/pods/$A/$KEY' 2>/dev/null"
+check "that denial is logged with its reason" \
+	grep -q "svidfs-other.$$/kubepods/pod$A: a kubepods cgroup where --cgroup-root does not put it" \
+	"$T/svidfs.log"
 
 finish
