@@ -47,6 +47,10 @@
 
 /* /proc/<tid>/cgroup: one line per hierarchy, each path at most PATH_MAX. */
 #define CGROUP_FILE_MAX (64u << 10)
+/* A reason shows at most this much of a path: a kubelet path with a container scope and a
+ * nested cgroup below it fits whole. */
+#define SHOWN_MAX 400
+#define SHOWN_HEAD 120
 
 /* One place the kubepods cgroup may be. */
 typedef struct KubeRoot {
@@ -256,17 +260,17 @@ static bool slice_child(Span c, Span cur, const char *level)
 /* Writes "cgroup <path>: <what>" with the path made printable and shortened. Returns -EACCES. */
 static int deny(char *why, Span path, const char *what)
 {
-	char shown[128];
+	char shown[SHOWN_MAX + 1];
 	size_t n = 0;
 
 	if (!why)
 		return -EACCES;
 	for (size_t i = 0; i < path.n; i++) {
 		/* A long path keeps its head and its tail, where a nesting shows. */
-		if (path.n > 120 && i == 60) {
+		if (path.n > SHOWN_MAX && i == SHOWN_HEAD) {
 			memcpy(shown + n, "...", 3);
 			n += 3;
-			i = path.n - 60;
+			i = path.n - (SHOWN_MAX - SHOWN_HEAD - 3);
 		}
 		unsigned char ch = (unsigned char)path.s[i];
 		shown[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';

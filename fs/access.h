@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #define ACCESS_UID_MAX 64
-#define ACCESS_REASON_MAX 320
+#define ACCESS_REASON_MAX 512
 
 typedef struct AccessPolicy AccessPolicy;
 

@@ -425,7 +425,7 @@ Test(access, policy_rejects_bad_roots)
 Test(access, the_reason_shows_the_path_safely)
 {
 	AccessPolicy *p = policy("/");
-	char uid[ACCESS_UID_MAX], why[ACCESS_REASON_MAX], text[2048];
+	char uid[ACCESS_UID_MAX], why[ACCESS_REASON_MAX], text[4096];
 
 	cr_assert_eq(access_parse_pod_uid(p, "0::/kubepods/pod" UID "/c\x01tl/pod" UID2 "\n", uid,
 					  why),
@@ -433,7 +433,7 @@ Test(access, the_reason_shows_the_path_safely)
 	cr_assert(strstr(why, "/kubepods/pod" UID "/c?tl/pod" UID2), "%s", why);
 	/* A long path keeps its head and tail; the reason stays bounded. */
 	int n = snprintf(text, sizeof text, "0::/kubepods/pod" UID);
-	for (int i = 0; i < 40; i++)
+	for (int i = 0; i < 60; i++)
 		n += snprintf(text + n, sizeof text - (size_t)n, "/deep%02d", i);
 	snprintf(text + n, sizeof text - (size_t)n, "/pod" UID2 "\n");
 	cr_assert_eq(access_parse_pod_uid(p, text, uid, why), -EACCES);
