@@ -60,9 +60,10 @@ typedef struct KubeRoot {
 } KubeRoot;
 
 struct AccessPolicy {
-	KubeRoot roots[2]; /* --cgroup-root as given, and its systemd expansion */
+	KubeRoot roots[3]; /* --cgroup-root as given, its systemd expansion, the daemon's own */
 	size_t n_roots;
 	char own_uid[ACCESS_UID_MAX]; /* the daemon's own pod, "" when none */
+	bool own_root;		      /* the last root was found from the daemon's own cgroup */
 };
 
 typedef struct Span {
@@ -131,6 +132,25 @@ static int add_root(AccessPolicy *p, const char *parent, const char *slice_prefi
 	return 0;
 }
 
+/* Adds the root whose parent is the cgroup `parent` (normalised, "" for the root): below it the
+ * cgroupfs driver's "kubepods", or the systemd driver's kubepods slice, which below
+ * "/kubelet.slice" is "kubelet-kubepods.slice". */
+static int add_parent_root(AccessPolicy *p, const char *parent)
+{
+	_cleanup_free_ char *prefix = NULL;
+	const char *slash = strrchr(parent, '/');
+	Span last = slash ? (Span){slash + 1, strlen(slash + 1)} : (Span){};
+	int r;
+
+	if (span_ends_with(last, ".slice") && !span_eq(last, "-.slice"))
+		r = asprintf(&prefix, "%.*s-", (int)(last.n - 6), last.s);
+	else
+		r = asprintf(&prefix, "%s", "");
+	if (r < 0)
+		return -ENOMEM;
+	return add_root(p, parent, prefix);
+}
+
 int access_policy_new(const char *cgroup_root, AccessPolicy **ret)
 {
 	_cleanup_(access_policy_freep) AccessPolicy *p = calloc(1, sizeof *p);
@@ -138,7 +158,7 @@ int access_policy_new(const char *cgroup_root, AccessPolicy **ret)
 			    *prefix = NULL;
 	size_t rl, gl = 0, jl = 0, n = 0;
 	bool any_slice = false;
-	Span rest, c, last = {};
+	Span rest, c;
 	int r;
 
 	if (!p || !expanded)
@@ -171,23 +191,14 @@ int access_policy_new(const char *cgroup_root, AccessPolicy **ret)
 			return -ENOMEM;
 		free(expanded);
 		expanded = e;
-		last = c;
 	}
 	/* As given: a cgroupfs root (kubepods below it), or the cgroup that holds the kubepods
-	 * slice; below "/kubelet.slice" systemd names start with "kubelet-". */
-	if (span_ends_with(last, ".slice") && !span_eq(last, "-.slice"))
-		r = asprintf(&prefix, "%.*s-", (int)(last.n - 6), last.s);
-	else
-		r = asprintf(&prefix, "%s", "");
-	if (r < 0)
-		return -ENOMEM;
-	r = add_root(p, given, prefix);
+	 * slice. */
+	r = add_parent_root(p, given);
 	if (r < 0)
 		return r;
 	/* kubelet's own --cgroup-root value: with the systemd driver its names become slices. */
 	if (n > 0 && !any_slice) {
-		free(prefix);
-		prefix = NULL;
 		if (asprintf(&prefix, "%s-", joined) < 0)
 			return -ENOMEM;
 		r = add_root(p, expanded, prefix);
@@ -459,20 +470,69 @@ void access_caller_from_proc(const AccessPolicy *p, const char *proc_root, pid_t
 	}
 }
 
+/* The parent of the first kubepods component of one of the daemon's own cgroup paths, when that
+ * component is spelled as a driver spells it ("kubepods", "...kubepods.slice"). */
+static char *own_kubepods_parent(const char *text)
+{
+	for (const char *line = text; line && *line;) {
+		const char *nl = strchr(line, '\n'), *c2 = NULL;
+		size_t ll = nl ? (size_t)(nl - line) : strlen(line);
+		const char *c1 = memchr(line, ':', ll);
+		if (c1)
+			c2 = memchr(c1 + 1, ':', ll - (size_t)(c1 + 1 - line));
+		if (c2) {
+			Span path = {c2 + 1, ll - (size_t)(c2 + 1 - line)}, rest = path, c;
+			while (next_comp(&rest, &c))
+				if (span_eq(c, "kubepods") || span_ends_with(c, "kubepods.slice"))
+					return strndup(path.s, (size_t)(c.s - 1 - path.s));
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return NULL;
+}
+
 int access_policy_trust_own_pod(AccessPolicy *p, const char *proc_root,
 				char ret_uid[ACCESS_UID_MAX])
 {
-	AccessCaller self;
+	_cleanup_free_ char *buf = NULL, *parent = NULL;
+	char path[128], uid[ACCESS_UID_MAX];
+	size_t len = 0;
 	int r;
 
 	p->own_uid[0] = 0;
-	access_caller_from_proc(p, proc_root, getpid(), &self);
-	r = self.known && self.in_pod;
-	if (r) {
-		memcpy(p->own_uid, self.pod_uid, ACCESS_UID_MAX);
-		memcpy(ret_uid, self.pod_uid, ACCESS_UID_MAX);
+	if (p->own_root) {
+		kube_root_done(&p->roots[--p->n_roots]);
+		p->own_root = false;
 	}
-	return r;
+	snprintf(path, sizeof path, "%s/%d/cgroup", proc_root ? proc_root : "/proc", (int)getpid());
+	if (read_cgroup_file(path, &buf, &len) < 0)
+		return 0;
+	r = access_parse_pod_uid(p, buf, uid, NULL);
+	/* kubelet put the daemon (its DaemonSet) where it puts every pod on this node: when the
+	 * configured roots miss that place (kind's /kubelet.slice with the default root), it
+	 * counts as well, if the daemon's own path then reads as exactly one pod. */
+	if (r == -EACCES && p->n_roots < ELEMENTSOF(p->roots) &&
+	    (parent = own_kubepods_parent(buf))) {
+		bool known = false;
+		for (size_t i = 0; i < p->n_roots; i++)
+			known |= streq(p->roots[i].parent, parent);
+		if (!known && add_parent_root(p, parent) >= 0) {
+			r = access_parse_pod_uid(p, buf, uid, NULL);
+			if (r < 0)
+				kube_root_done(&p->roots[--p->n_roots]);
+			p->own_root = r == 0;
+		}
+	}
+	if (r < 0)
+		return 0;
+	memcpy(p->own_uid, uid, ACCESS_UID_MAX);
+	memcpy(ret_uid, uid, ACCESS_UID_MAX);
+	return 1;
+}
+
+const char *access_policy_own_root(const AccessPolicy *p)
+{
+	return p->own_root ? p->roots[p->n_roots - 1].parent : NULL;
 }
 
 int access_cgroupns_private(const char *proc_root)

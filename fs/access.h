@@ -27,9 +27,14 @@ AccessPolicy *access_policy_free(AccessPolicy *p); /* NULL-safe */
  * every pod's directory to bind-mount it. Callers in the daemon's own pod are therefore treated
  * as node components (governed by modes), not as a pod. Reads <proc_root>/<own pid>/cgroup
  * (proc_root NULL: "/proc"); returns 1 and fills ret_uid when the daemon is attributed to a pod,
- * 0 when not (nothing is trusted then). */
+ * 0 when not (nothing is trusted then). kubelet put the daemon where it puts every pod on this
+ * node: when cgroup_root misses that place but the daemon's path reads as exactly one pod below
+ * it, that place counts as a root too (access_policy_own_root). */
 int access_policy_trust_own_pod(AccessPolicy *p, const char *proc_root,
 				char ret_uid[ACCESS_UID_MAX]);
+/* The parent of the kubepods cgroup found from the daemon's own cgroup, NULL when none was
+ * needed. Valid while p lives. */
+const char *access_policy_own_root(const AccessPolicy *p);
 
 /* 1 when <proc_root>/self and <proc_root>/1 are in different cgroup namespaces (the daemon sees
  * other processes' cgroup paths relative to its own namespace, as "/../.."; such callers are

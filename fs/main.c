@@ -789,6 +789,10 @@ static int run(Config *cfg)
 			log_info("running in pod %s: its containers (the CSI plugin) may enter every "
 				 "pod directory; other pods only their own",
 				 own);
+		if (access_policy_own_root(policy))
+			log_info("pods are also recognised below %s, where kubelet put this daemon",
+				 access_policy_own_root(policy)[0] ? access_policy_own_root(policy)
+								   : "/");
 	}
 	/* Generations and serials start above any earlier run's: microseconds of wall clock. */
 	clock_gettime(CLOCK_REALTIME, &ts);

@@ -589,6 +589,88 @@ Test(access, daemons_own_pod_is_a_node_component)
 	rm_rf(dir);
 }
 
+/* The DaemonSet on kind with the default root: kubelet put the daemon below /kubelet.slice,
+ * so pods are recognised there too; nothing else changes. */
+Test(access, the_daemons_own_pod_shows_where_pods_are)
+{
+	char dir[] = "/tmp/svidfs-access.XXXXXX", uid[ACCESS_UID_MAX];
+	cr_assert_not_null(mkdtemp(dir));
+	AccessPolicy *p = policy(NULL);
+	AccessCaller c;
+	const char *why;
+#define KIND "0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods"
+
+	cr_assert_null(access_policy_own_root(p));
+	fake_cgroup(dir, 42, KIND "-pod" UID_ ".slice/cri-containerd-" CTR ".scope\n");
+	access_caller_from_proc(p, dir, 42, &c);
+	cr_assert(c.unattributable, "kind pods fail closed before the daemon knows");
+
+	fake_cgroup(dir, getpid(), KIND "-besteffort.slice/kubelet-kubepods-besteffort-pod" HASH
+				   ".slice/cri-containerd-" CTR ".scope\n");
+	cr_assert_eq(access_policy_trust_own_pod(p, dir, uid), 1);
+	cr_assert_str_eq(uid, HASH);
+	cr_assert_str_eq(access_policy_own_root(p), "/kubelet.slice");
+	access_caller_from_proc(p, dir, 42, &c);
+	cr_assert(c.in_pod && !c.own_pod);
+	cr_assert_str_eq(c.pod_uid, UID);
+	cr_assert_eq(access_check(&c, ACCESS_TARGET_POD, UID2, &why), -EACCES);
+	fake_cgroup(dir, 43, KIND "-pod" UID_ ".slice/cri-containerd-" CTR ".scope/kubelet-kubepods-pod" UID2_ ".slice\n");
+	access_caller_from_proc(p, dir, 43, &c);
+	cr_assert(c.unattributable);
+	fake_cgroup(dir, 44, "0::/kubelet.slice/kubelet-kubepods.slice/foo.scope\n");
+	access_caller_from_proc(p, dir, 44, &c);
+	cr_assert(c.unattributable);
+	fake_cgroup(dir, 45, "0::/system.slice/kubelet.service\n");
+	access_caller_from_proc(p, dir, 45, &c);
+	cr_assert(c.known && !c.in_pod && !c.unattributable);
+
+	/* Called again from a host cgroup: the place found before is dropped. */
+	fake_cgroup(dir, getpid(), "0::/system.slice/svidfs.service\n");
+	cr_assert_eq(access_policy_trust_own_pod(p, dir, uid), 0);
+	cr_assert_null(access_policy_own_root(p));
+	access_caller_from_proc(p, dir, 42, &c);
+	cr_assert(c.unattributable);
+
+	/* cgroup v1, a node in a container with the host's cgroup namespace (cgroupfs driver). */
+	fake_cgroup(dir, getpid(),
+		    "4:pids:/docker/" CTR "/kubelet/kubepods/besteffort/pod" UID2 "/" CTR "\n"
+		    "3:memory:/docker/" CTR "/kubelet/kubepods/besteffort/pod" UID2 "/" CTR "\n"
+		    "0::/\n");
+	cr_assert_eq(access_policy_trust_own_pod(p, dir, uid), 1);
+	cr_assert_str_eq(uid, UID2);
+	cr_assert_str_eq(access_policy_own_root(p), "/docker/" CTR "/kubelet");
+	fake_cgroup(dir, 46, "4:pids:/docker/" CTR "/kubelet/kubepods/pod" UID "/x\n");
+	access_caller_from_proc(p, dir, 46, &c);
+	cr_assert(c.in_pod);
+	cr_assert_str_eq(c.pod_uid, UID);
+
+	/* Nothing is learnt from a path that does not read as exactly one pod. */
+	static const char *const bad[] = {
+	    KIND "-pod" UID_ ".slice/x.scope/kubelet-kubepods-pod" UID2_ ".slice\n", /* nested */
+	    "0::/foo.slice/bar-kubepods.slice/bar-kubepods-pod" UID_ ".slice\n", /* slices do not nest */
+	    "0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice\n", /* no pod */
+	    "0::/kubelet.slice/xkubepods/pod" UID "\n",				      /* not a driver's name */
+	    "0::/a/kubepods/pod" UID "\n0::/b/kubepods/pod" UID "\n", /* two places */
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		fake_cgroup(dir, getpid(), bad[i]);
+		cr_assert_eq(access_policy_trust_own_pod(p, dir, uid), 0, "%s", bad[i]);
+		cr_assert_null(access_policy_own_root(p), "%s", bad[i]);
+	}
+	access_caller_from_proc(p, dir, 42, &c);
+	cr_assert(c.unattributable);
+	access_policy_free(p);
+
+	/* With the place configured, nothing is added. */
+	p = policy("/kubelet");
+	fake_cgroup(dir, getpid(), KIND "-pod" HASH ".slice/cri-containerd-" CTR ".scope\n");
+	cr_assert_eq(access_policy_trust_own_pod(p, dir, uid), 1);
+	cr_assert_null(access_policy_own_root(p));
+	access_policy_free(p);
+	rm_rf(dir);
+#undef KIND
+}
+
 Test(access, private_cgroup_namespace_is_detected)
 {
 	char dir[] = "/tmp/svidfs-access.XXXXXX", a[256], b[256];

@@ -9,7 +9,8 @@
 #   everything else, with the reason logged.
 # - A static pod (32-hex UID) reaches its own pod and nothing else: it is not the host.
 # - A process under kubepods that is in no pod is denied everything, even identities/.
-# - The daemon's own pod (the daemon started inside it) stays a node component.
+# - The daemon's own pod (the daemon started inside it) stays a node component; restarted
+#   without --cgroup-root (the DaemonSet on kind), the daemon finds pods where it is itself.
 . "$(dirname "$0")/../integration/lib.sh"
 
 CG2=$(findmnt -n -t cgroup2 -o TARGET | head -1)
@@ -150,5 +151,25 @@ check "a child cgroup of the daemon's pod named after A is denied" \
 # The host: modes decide.
 check "host root reads every pod's key and identities/" \
 	sh -c "'$CHECK' keymatch '$MNT/pods/$A/$KEY' && '$CHECK' keymatch '$MNT/pods/$S/$KEY' && '$CHECK' keymatch '$MNT/identities/worker-1/$KEY'"
+
+# The DaemonSet as deployed: no --cgroup-root, kubelet's root is not the default (kind). The
+# daemon's own pod shows where pods are; the same hostile callers fail the same way.
+stop_daemon
+start_daemon -a "a=unix://$T/a.admin" --workload-socket "unix://$T/a.wl" || exit 1
+for p in "$A" "$B" "$S"; do ctl wait "$p" 10000 >/dev/null || exit 1; done
+check "restarted without --cgroup-root, the daemon finds pods below /$ROOT.slice" \
+	logged "pods are also recognised below /$ROOT.slice, where kubelet put this daemon"
+check "own pod: pod B reads its own key, is denied pod A" \
+	in_cg "$CB" "'$CHECK' keymatch '$MNT/pods/$B/$KEY' && $(denied "$MNT/pods/$A/$KEY")"
+check "pod B in a child cgroup named after A is denied A's key" \
+	nest "$CB" "$NEST_SD" "$(denied "$MNT/pods/$A/$KEY" "$MNT/pods/$B/$KEY")"
+check "the static pod reaches its own pod, not identities/" \
+	in_cg "$CS" "'$CHECK' keymatch '$MNT/pods/$S/$KEY' && $(denied "$MNT/identities/worker-1/$KEY")"
+check "a process in $ROOT-kubepods.slice/foo.scope is denied everything" \
+	in_cg "$UNATTR_SD" "$(denied "$MNT/pods/$A/$KEY" "$MNT/identities/worker-1/$KEY")"
+check "a kubepods tree where this node's kubelet puts no pods is denied, not the host" \
+	in_cg "$FB" "$(denied "$MNT/pods/$B/$KEY" "$MNT/identities/worker-1/$KEY")"
+check "a container of the daemon's pod still reaches every pod" \
+	in_cg "$CD2" "'$CHECK' keymatch '$MNT/pods/$A/$KEY' && '$CHECK' keymatch '$MNT/pods/$S/$KEY'"
 
 finish
