@@ -13,8 +13,7 @@
 #   without --cgroup-root (the DaemonSet on kind), the daemon finds pods where it is itself.
 . "$(dirname "$0")/../integration/lib.sh"
 
-CG2=$(findmnt -n -t cgroup2 -o TARGET | head -1)
-CG1=$(findmnt -n -t cgroup -o TARGET,OPTIONS | awk '$2 ~ /(^|,)pids(,|$)/ { print $1; exit }')
+find_cgroup_mounts
 if [ -z "$CG2" ]; then
 	echo "1..0 # SKIP no cgroup v2 mount"
 	exit 0
@@ -57,14 +56,7 @@ UNATTR_FS=$FS/burstable/notapod/x
 mkdir -p "$CA" "$CB" "$CS" "$CD" "$CD2" "$FB" "$FS_S" "$UNATTR_SD" "$UNATTR_FS" || exit 1
 echo "systemd driver on cgroup v2 at $CG2/$ROOT.slice, cgroupfs driver on $FSB/$ROOT" | diag
 
-mkdir -p "$T/identities.d"
-cat >"$T/identities.d/worker.conf" <<EOF
-name = worker-1
-selector = node:name:worker-1
-key_mode = 0400
-EOF
-start_agent a --auto-k8s -e "spiffe://example.org/node/worker-1 selectors=node:name:worker-1" \
-	-e "spiffe://example.org/svidfs selectors=unix:uid:0" || exit 1
+start_node_agent || exit 1
 # The daemon runs in pod D's container, as in its DaemonSet.
 REAL_SVIDFS=$SVIDFS
 SVIDFS=$T/svidfs-in-pod
@@ -79,13 +71,9 @@ start_daemon -a "a=unix://$T/a.admin" --workload-socket "unix://$T/a.wl" \
 for p in "$A" "$B" "$S"; do register_pod "$p" || exit 1; done
 KEY=credential-bundle.private-key.pem
 
-# in_cg CGROUP SCRIPT: runs SCRIPT in a new mount namespace as a process of CGROUP.
-in_cg() {
-	unshare -m --propagation private sh -c "echo \$\$ > '$1/cgroup.procs' && $2"
-}
 # nest CGROUP CHILD SCRIPT: a process of CGROUP creates CHILD below it, moves there, runs SCRIPT.
 nest() {
-	in_cg "$1" "mkdir -p '$1/$2' && echo \$\$ > '$1/$2/cgroup.procs' && $3"
+	in_cgroup "$1" "mkdir -p '$1/$2' && echo \$\$ > '$1/$2/cgroup.procs' && $3"
 }
 # denied PATH...: each read fails with EACCES.
 denied() {
@@ -103,8 +91,8 @@ check "the daemon trusts its own pod $D" logged "running in pod $D:"
 
 # Pod B (API pod, systemd driver, cgroup v2).
 check "v2 systemd: pod B reads its own key from the mount root" \
-	in_cg "$CB" "'$CHECK' keymatch '$MNT/pods/$B/$KEY'"
-check "v2 systemd: pod B is denied pod A" in_cg "$CB" "$(denied "$MNT/pods/$A/$KEY")"
+	in_cgroup "$CB" "'$CHECK' keymatch '$MNT/pods/$B/$KEY'"
+check "v2 systemd: pod B is denied pod A" in_cgroup "$CB" "$(denied "$MNT/pods/$A/$KEY")"
 NEST_SD=$ROOT-kubepods-burstable-pod$A_.slice
 check "v2 systemd: pod B in a child cgroup named after A is denied A's key (EACCES)" \
 	nest "$CB" "$NEST_SD" "$(denied "$MNT/pods/$A/$KEY")"
@@ -115,18 +103,18 @@ check "the denial is logged with its reason" \
 	logged "denied pods/$A to tid [0-9]+: cgroup .*pod$B_\.slice/.*$NEST_SD: a cgroup below the pod's is named like a pod"
 
 # Pod B again, cgroupfs driver on cgroup v1.
-check "v1 cgroupfs: pod B reads its own key" in_cg "$FB" "'$CHECK' keymatch '$MNT/pods/$B/$KEY'"
+check "v1 cgroupfs: pod B reads its own key" in_cgroup "$FB" "'$CHECK' keymatch '$MNT/pods/$B/$KEY'"
 check "v1 cgroupfs: pod B in a child cgroup pod<A> is denied A's key (EACCES)" \
 	nest "$FB" "pod$A" "$(denied "$MNT/pods/$A/$KEY" "$MNT/pods/$B/$KEY")"
 check "the denial is logged with its reason" \
 	logged "cgroup /$ROOT/kubepods/besteffort/pod$B/[0-9a-f]{64}/pod$A: a cgroup below the pod's is named like a pod"
 
 # A static pod: kubelet names it by a 32-hex hash.
-check "static pod (v2 systemd): reads its own key" in_cg "$CS" "'$CHECK' keymatch '$MNT/pods/$S/$KEY'"
+check "static pod (v2 systemd): reads its own key" in_cgroup "$CS" "'$CHECK' keymatch '$MNT/pods/$S/$KEY'"
 check "static pod (v2 systemd): is not the host: denied pod A, identities/, self/" \
-	in_cg "$CS" "$(denied "$MNT/pods/$A/$KEY" "$MNT/identities/worker-1/$KEY" "$MNT/self/$KEY")"
+	in_cgroup "$CS" "$(denied "$MNT/pods/$A/$KEY" "$MNT/identities/worker-1/$KEY" "$MNT/self/$KEY")"
 check "static pod (v1 cgroupfs): reads its own key, denied pod B and identities/" \
-	in_cg "$FS_S" "'$CHECK' keymatch '$MNT/pods/$S/$KEY' && $(denied "$MNT/pods/$B/$KEY" "$MNT/identities/worker-1/$KEY")"
+	in_cgroup "$FS_S" "'$CHECK' keymatch '$MNT/pods/$S/$KEY' && $(denied "$MNT/pods/$B/$KEY" "$MNT/identities/worker-1/$KEY")"
 check "static pod in a child cgroup named after A is denied A's key" \
 	nest "$CS" "$ROOT-kubepods-pod$A_.slice" "$(denied "$MNT/pods/$A/$KEY" "$MNT/pods/$S/$KEY")"
 check "the static pod's denial names its pod" \
@@ -134,16 +122,16 @@ check "the static pod's denial names its pod" \
 
 # Under kubepods but in no pod: nothing at all.
 check "v2: a process in $ROOT-kubepods.slice/foo.scope is denied everything, even identities/" \
-	in_cg "$UNATTR_SD" "$(denied "$MNT/pods/$A/$KEY" "$MNT/pods/$B/$KEY" "$MNT/pods/$S/$KEY" \
+	in_cgroup "$UNATTR_SD" "$(denied "$MNT/pods/$A/$KEY" "$MNT/pods/$B/$KEY" "$MNT/pods/$S/$KEY" \
 		"$MNT/identities/worker-1/$KEY" "$MNT/self/$KEY")"
 check "the denial is logged with its reason" \
 	logged "denied identities/worker-1 to tid [0-9]+: cgroup /$ROOT.slice/$ROOT-kubepods.slice/foo.scope: no pod cgroup where kubelet puts it"
 check "v1: a process in kubepods/burstable/notapod/x is denied everything, even identities/" \
-	in_cg "$UNATTR_FS" "$(denied "$MNT/pods/$B/$KEY" "$MNT/identities/worker-1/$KEY")"
+	in_cgroup "$UNATTR_FS" "$(denied "$MNT/pods/$B/$KEY" "$MNT/identities/worker-1/$KEY")"
 
 # The daemon's own pod: its other containers (the CSI plugin) are node components...
 check "a container of the daemon's pod reaches every pod (node component)" \
-	in_cg "$CD2" "'$CHECK' keymatch '$MNT/pods/$A/$KEY' && '$CHECK' keymatch '$MNT/pods/$B/$KEY'"
+	in_cgroup "$CD2" "'$CHECK' keymatch '$MNT/pods/$A/$KEY' && '$CHECK' keymatch '$MNT/pods/$B/$KEY'"
 # ...but not once it names itself after another pod.
 check "a child cgroup of the daemon's pod named after A is denied" \
 	nest "$CD2" "$ROOT-kubepods-pod$A_.slice" "$(denied "$MNT/pods/$A/$KEY")"
@@ -160,16 +148,16 @@ for p in "$A" "$B" "$S"; do ctl wait "$p" 10000 >/dev/null || exit 1; done
 check "restarted without --cgroup-root, the daemon finds pods below /$ROOT.slice" \
 	logged "pods are also recognised below /$ROOT.slice, where kubelet put this daemon"
 check "own pod: pod B reads its own key, is denied pod A" \
-	in_cg "$CB" "'$CHECK' keymatch '$MNT/pods/$B/$KEY' && $(denied "$MNT/pods/$A/$KEY")"
+	in_cgroup "$CB" "'$CHECK' keymatch '$MNT/pods/$B/$KEY' && $(denied "$MNT/pods/$A/$KEY")"
 check "pod B in a child cgroup named after A is denied A's key" \
 	nest "$CB" "$NEST_SD" "$(denied "$MNT/pods/$A/$KEY" "$MNT/pods/$B/$KEY")"
 check "the static pod reaches its own pod, not identities/" \
-	in_cg "$CS" "'$CHECK' keymatch '$MNT/pods/$S/$KEY' && $(denied "$MNT/identities/worker-1/$KEY")"
+	in_cgroup "$CS" "'$CHECK' keymatch '$MNT/pods/$S/$KEY' && $(denied "$MNT/identities/worker-1/$KEY")"
 check "a process in $ROOT-kubepods.slice/foo.scope is denied everything" \
-	in_cg "$UNATTR_SD" "$(denied "$MNT/pods/$A/$KEY" "$MNT/identities/worker-1/$KEY")"
+	in_cgroup "$UNATTR_SD" "$(denied "$MNT/pods/$A/$KEY" "$MNT/identities/worker-1/$KEY")"
 check "a kubepods tree where this node's kubelet puts no pods is denied, not the host" \
-	in_cg "$FB" "$(denied "$MNT/pods/$B/$KEY" "$MNT/identities/worker-1/$KEY")"
+	in_cgroup "$FB" "$(denied "$MNT/pods/$B/$KEY" "$MNT/identities/worker-1/$KEY")"
 check "a container of the daemon's pod still reaches every pod" \
-	in_cg "$CD2" "'$CHECK' keymatch '$MNT/pods/$A/$KEY' && '$CHECK' keymatch '$MNT/pods/$S/$KEY'"
+	in_cgroup "$CD2" "'$CHECK' keymatch '$MNT/pods/$A/$KEY' && '$CHECK' keymatch '$MNT/pods/$S/$KEY'"
 
 finish
