@@ -231,11 +231,18 @@ static bool parse_uid(Span u, char sep, char ret[ACCESS_UID_MAX])
 	return true;
 }
 
+/* needle in lower case */
+static bool at_ci(Span a, size_t i, const char *needle, size_t l)
+{
+	return i + l <= a.n && tolower((unsigned char)a.s[i]) == needle[0] &&
+	       strncasecmp(a.s + i, needle, l) == 0;
+}
+
 static bool span_contains_ci(Span a, const char *needle)
 {
 	size_t l = strlen(needle);
 	for (size_t i = 0; i + l <= a.n; i++)
-		if (strncasecmp(a.s + i, needle, l) == 0)
+		if (at_ci(a, i, needle, l))
 			return true;
 	return false;
 }
@@ -248,8 +255,7 @@ static bool looks_like_pod(Span c)
 	if (span_contains_ci(c, "kubepods"))
 		return true;
 	for (size_t i = 0; i + 3 <= c.n; i++) {
-		if (strncasecmp(c.s + i, "pod", 3) != 0 ||
-		    (i > 0 && !strchr("-_.", c.s[i - 1])))
+		if (!at_ci(c, i, "pod", 3) || (i > 0 && !strchr("-_.", c.s[i - 1])))
 			continue;
 		size_t k = i + 3;
 		while (k < c.n && (isxdigit((unsigned char)c.s[k]) || c.s[k] == '-' || c.s[k] == '_'))
