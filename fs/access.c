@@ -63,7 +63,7 @@ struct AccessPolicy {
 	KubeRoot roots[3]; /* --cgroup-root as given, its systemd expansion, the daemon's own */
 	size_t n_roots;
 	char own_uid[ACCESS_UID_MAX]; /* the daemon's own pod, "" when none */
-	bool own_root;		      /* the last root was found from the daemon's own cgroup */
+	bool own_root; /* the last root was found from the daemon's own cgroup */
 };
 
 typedef struct Span {
@@ -258,7 +258,8 @@ static bool looks_like_pod(Span c)
 		if (!at_ci(c, i, "pod", 3) || (i > 0 && !strchr("-_.", c.s[i - 1])))
 			continue;
 		size_t k = i + 3;
-		while (k < c.n && (isxdigit((unsigned char)c.s[k]) || c.s[k] == '-' || c.s[k] == '_'))
+		while (k < c.n &&
+		       (isxdigit((unsigned char)c.s[k]) || c.s[k] == '-' || c.s[k] == '_'))
 			k++;
 		if (k - (i + 3) >= 8)
 			return true;

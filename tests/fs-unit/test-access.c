@@ -36,7 +36,7 @@ static AccessPolicy *policy(const char *root)
 typedef struct Root {
 	const char *config; /* --cgroup-root */
 	const char *sd_parent, *sd_prefix; /* where systemd-driver pods are, NULL: not tested */
-	const char *fs_parent;		   /* where cgroupfs-driver pods are, NULL: not tested */
+	const char *fs_parent; /* where cgroupfs-driver pods are, NULL: not tested */
 } Root;
 
 static const Root roots[] = {
@@ -337,8 +337,9 @@ Test(access, hierarchies_must_agree)
 	    /* The unified hierarchy of a hybrid node with the cgroupfs driver keeps the
 	     * runtime's path: a host line never overrides a pod. */
 	    {"hybrid, unified line outside kubepods", NULL,
-	     "12:pids:/kubepods/besteffort/pod" UID "/" CTR "\n11:memory:/kubepods/besteffort/pod" UID
-	     "/" CTR "\n1:name=systemd:/system.slice/containerd.service\n0::/\n",
+	     "12:pids:/kubepods/besteffort/pod" UID "/" CTR "\n"
+	     "11:memory:/kubepods/besteffort/pod" UID "/" CTR "\n"
+	     "1:name=systemd:/system.slice/containerd.service\n0::/\n",
 	     0, UID},
 	    {"no trailing newline", NULL, "0::/kubepods/pod" UID, 0, UID},
 	};
@@ -376,19 +377,21 @@ Test(access, host_processes_are_in_no_pod)
 	    {"root cgroup", NULL, "0::/\n", -ENOENT, NULL},
 	    {"a service", NULL, "0::/system.slice/sshd.service\n", -ENOENT, NULL},
 	    {"kubelet itself", NULL, "0::/system.slice/kubelet.service\n", -ENOENT, NULL},
-	    {"a user session", NULL, "0::/user.slice/user-0.slice/session-3.scope\n", -ENOENT, NULL},
+	    {"a user session", NULL, "0::/user.slice/user-0.slice/session-3.scope\n", -ENOENT,
+	     NULL},
 	    {"podman on the host", NULL, "0::/user.slice/user-0.slice/podman-1234.scope\n",
 	     -ENOENT, NULL},
 	    {"a docker container outside Kubernetes", NULL,
 	     "0::/system.slice/docker-" CTR ".scope\n", -ENOENT, NULL},
 	    {"a pod-like name outside any kubepods", NULL, "0::/system.slice/pod" UID ".scope\n",
 	     -ENOENT, NULL},
-	    {"v1 host", NULL, "9:name=systemd:/system.slice/a.service\n8:pids:/\n4:memory:/x\n0::/\n",
-	     -ENOENT, NULL},
+	    {"v1 host", NULL,
+	     "9:name=systemd:/system.slice/a.service\n8:pids:/\n4:memory:/x\n0::/\n", -ENOENT,
+	     NULL},
 	    {"outside the configured root", "/svidfs-test", "0::/svidfs-other/x.scope\n", -ENOENT,
 	     NULL},
-	    {"the kubelet root, not its kubepods", "/kubelet", "0::/kubelet.slice/x.scope\n", -ENOENT,
-	     NULL},
+	    {"the kubelet root, not its kubepods", "/kubelet", "0::/kubelet.slice/x.scope\n",
+	     -ENOENT, NULL},
 	};
 	run_cases(cases, ELEMENTSOF(cases));
 }
@@ -614,7 +617,9 @@ Test(access, the_daemons_own_pod_shows_where_pods_are)
 	cr_assert(c.in_pod && !c.own_pod);
 	cr_assert_str_eq(c.pod_uid, UID);
 	cr_assert_eq(access_check(&c, ACCESS_TARGET_POD, UID2, &why), -EACCES);
-	fake_cgroup(dir, 43, KIND "-pod" UID_ ".slice/cri-containerd-" CTR ".scope/kubelet-kubepods-pod" UID2_ ".slice\n");
+	fake_cgroup(dir, 43,
+		    KIND "-pod" UID_ ".slice/cri-containerd-" CTR
+			 ".scope/kubelet-kubepods-pod" UID2_ ".slice\n");
 	access_caller_from_proc(p, dir, 43, &c);
 	cr_assert(c.unattributable);
 	fake_cgroup(dir, 44, "0::/kubelet.slice/kubelet-kubepods.slice/foo.scope\n");
@@ -646,11 +651,16 @@ Test(access, the_daemons_own_pod_shows_where_pods_are)
 
 	/* Nothing is learnt from a path that does not read as exactly one pod. */
 	static const char *const bad[] = {
-	    KIND "-pod" UID_ ".slice/x.scope/kubelet-kubepods-pod" UID2_ ".slice\n", /* nested */
-	    "0::/foo.slice/bar-kubepods.slice/bar-kubepods-pod" UID_ ".slice\n", /* slices do not nest */
-	    "0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice\n", /* no pod */
-	    "0::/kubelet.slice/xkubepods/pod" UID "\n",				      /* not a driver's name */
-	    "0::/a/kubepods/pod" UID "\n0::/b/kubepods/pod" UID "\n", /* two places */
+	    /* nested */
+	    KIND "-pod" UID_ ".slice/x.scope/kubelet-kubepods-pod" UID2_ ".slice\n",
+	    /* slices that do not nest */
+	    "0::/foo.slice/bar-kubepods.slice/bar-kubepods-pod" UID_ ".slice\n",
+	    /* no pod */
+	    "0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice\n",
+	    /* not a driver's name */
+	    "0::/kubelet.slice/xkubepods/pod" UID "\n",
+	    /* two places */
+	    "0::/a/kubepods/pod" UID "\n0::/b/kubepods/pod" UID "\n",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		fake_cgroup(dir, getpid(), bad[i]);

@@ -128,9 +128,9 @@ Test(config, obsolete_pod_pattern)
 {
 	Config c = {};
 	char *err = NULL;
-	cr_assert_eq(config_parse_text(&c,
-				       "pod_pattern = ^[a-z_-]*pod([0-9a-fA-F_-]{36})(\\.slice)?$\n",
-				       "t", &err),
+	cr_assert_eq(config_parse_text(
+			 &c, "pod_pattern = ^[a-z_-]*pod([0-9a-fA-F_-]{36})(\\.slice)?$\n", "t",
+			 &err),
 		     0, "%s", err ? err : "");
 	cr_assert_str_eq(c.pod_pattern, CONFIG_OBSOLETE_POD_PATTERN);
 	cr_assert_eq(config_parse_text(&c, "pod_pattern = ^workload-([a-z0-9]+)$\n", "t", &err),
