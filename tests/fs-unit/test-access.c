@@ -359,6 +359,10 @@ Test(access, paths_outside_the_namespace_or_malformed_are_denied)
 	     -EACCES, "cgroup namespace"},
 	    {"'..' of a host process", NULL, "0::/../../../../system.slice/sshd.service\n",
 	     -EACCES, "cgroup namespace"},
+	    /* No kubepods in sight, yet a pod's: the namespace's root is a cgroupfs pod's. */
+	    {"'..' of a cgroupfs sibling pod", NULL, "0::/../../pod" UID "/" CTR "\n", -EACCES,
+	     "cgroup namespace"},
+	    {"the host's root seen from nspawn", NULL, "0::/..\n", -EACCES, "cgroup namespace"},
 	    {"'..' inside a pod path", NULL, "0::/kubepods/pod" UID "/../pod" UID2 "\n", -EACCES,
 	     "cgroup namespace"},
 	    {"'.' component", NULL, "0::/kubepods/./pod" UID "\n", -EACCES, "malformed"},
