@@ -143,6 +143,7 @@ check "host root reads every pod's key and identities/" \
 # The DaemonSet as deployed: no --cgroup-root, kubelet's root is not the default (kind). The
 # daemon's own pod shows where pods are; the same hostile callers fail the same way.
 stop_daemon
+expect_eq "the daemon exits cleanly (sanitizer lane: no leak)" 0 "$DAEMON_EXIT"
 start_daemon -a "a=unix://$T/a.admin" --workload-socket "unix://$T/a.wl" || exit 1
 for p in "$A" "$B" "$S"; do ctl wait "$p" 10000 >/dev/null || exit 1; done
 check "restarted without --cgroup-root, the daemon finds pods below /$ROOT.slice" \
@@ -159,5 +160,7 @@ check "a kubepods tree where this node's kubelet puts no pods is denied, not the
 	in_cgroup "$FB" "$(denied "$MNT/pods/$B/$KEY" "$MNT/identities/worker-1/$KEY")"
 check "a container of the daemon's pod still reaches every pod" \
 	in_cgroup "$CD2" "'$CHECK' keymatch '$MNT/pods/$A/$KEY' && '$CHECK' keymatch '$MNT/pods/$S/$KEY'"
+stop_daemon
+expect_eq "it exits cleanly too" 0 "$DAEMON_EXIT"
 
 finish
