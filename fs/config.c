@@ -162,8 +162,18 @@ static int config_set(void *ud, const char *key, const char *v, char **ret_error
 			return set_error(ret_error, -EINVAL, "cgroup_root must start with '/'");
 		return set_str(&c->cgroup_root, v);
 	}
-	if (streq(key, "pod_pattern"))
+	if (streq(key, "pod_pattern")) {
+		/* Removed: a free pattern cannot say where in a path a pod component may sit,
+		 * which is what attribution depends on. Earlier releases' default is accepted
+		 * (main warns that it is ignored); any other value would silently change who
+		 * counts as a pod, so it is refused. */
+		if (!streq(v, CONFIG_OBSOLETE_POD_PATTERN))
+			return set_error(ret_error, -EINVAL,
+					 "pod_pattern is no longer supported: pods are recognised "
+					 "where kubelet puts them below cgroup_root (svidfs(8), "
+					 "ACCESS); remove it");
 		return set_str(&c->pod_pattern, v);
+	}
 	if (streq(key, "identities_dir"))
 		return set_str(&c->identities_dir, v);
 	if (streq(key, "log_level")) {
@@ -423,8 +433,8 @@ void config_print_help(const char *argv0)
 	       "  -a, --agent=NAME=URI       SPIRE agent admin socket (repeatable; default\n"
 	       "                             default=" CONFIG_DEFAULT_AGENT ")\n"
 	       "      --workload-socket=URI  Workload API socket for self/ (default: none)\n"
-	       "      --cgroup-root=PATH     recognise pod cgroups only below this cgroup\n"
-	       "      --pod-pattern=REGEX    pod cgroup component pattern (group 1 = pod UID)\n"
+	       "      --cgroup-root=PATH     kubelet's --cgroup-root, or the cgroup holding its\n"
+	       "                             kubepods cgroup (default /)\n"
 	       "      --identities-dir=DIR   bare-node identities (default " SVIDFS_SYSCONFDIR
 	       "/identities.d)\n"
 	       "      --threads=N            idle FUSE worker threads (default 4)\n"

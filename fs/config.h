@@ -21,8 +21,8 @@ typedef struct Config {
 	char *state_dir;
 	char *control_socket;
 	char *workload_socket; /* Workload API for self/; NULL: no self/ */
-	char *cgroup_root;     /* pod cgroups are recognised below this cgroup path */
-	char *pod_pattern;     /* NULL: ACCESS_DEFAULT_POD_PATTERN */
+	char *cgroup_root;     /* where kubelet's kubepods cgroup is (access_policy_new) */
+	char *pod_pattern;     /* obsolete; only CONFIG_OBSOLETE_POD_PATTERN is accepted */
 	char *identities_dir;
 	int log_level;
 	unsigned threads;     /* FUSE worker threads kept idle (max_idle_threads) */
@@ -43,6 +43,8 @@ typedef struct Config {
 #define CONFIG_DEFAULT_FILE SVIDFS_SYSCONFDIR "/svidfs.conf"
 #define CONFIG_DEFAULT_AGENT "unix:///run/spire/admin-sockets/admin.sock"
 #define CONFIG_DEFAULT_SECURE_HEAP (64u << 20)
+/* The pod_pattern default of earlier releases, the only value still accepted (and ignored). */
+#define CONFIG_OBSOLETE_POD_PATTERN "^[a-z_-]*pod([0-9a-fA-F_-]{36})(\\.slice)?$"
 
 /* Fills defaults, reads the config file (--config, else CONFIG_DEFAULT_FILE if it exists),
  * applies flags, loads identities. Returns 0, 1 when --help/--version was printed (exit 0), or

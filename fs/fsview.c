@@ -297,15 +297,20 @@ static int render_status(FsView *v, Workload *w, const SvidSet *set, SvidBlob **
  * groups (root passes), and never a process of another pod. */
 static int may_read_key(FsView *v, Workload *w, const FsCaller *c)
 {
+	static const AccessTarget targets[_REGISTRATION_KIND_MAX] = {
+	    [REGISTRATION_POD] = ACCESS_TARGET_POD,
+	    [REGISTRATION_IDENTITY] = ACCESS_TARGET_IDENTITY,
+	    [REGISTRATION_SELF] = ACCESS_TARGET_SELF,
+	};
 	const Registration *reg = workload_registration(w);
+	const char *why;
 	AccessCaller ac;
 	gid_t groups[256];
 
+	/* The rule of the walk into the workload's directory, again: a handle or an fd passed
+	 * from elsewhere does not walk. */
 	access_caller_from_proc(v->policy, NULL, c->tid, &ac);
-	if (c->tid <= 0 || !ac.known)
-		return -EACCES;
-	if (ac.in_pod &&
-	    (reg->kind != REGISTRATION_POD || !streq(ac.pod_uid, workload_basename(w))))
+	if (access_check(&ac, targets[reg->kind], workload_basename(w), &why) < 0)
 		return -EACCES;
 	if (c->uid == 0 || (c->uid == reg->uid && (reg->key_mode & 0400)) ||
 	    (reg->key_mode & 0004))

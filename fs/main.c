@@ -840,17 +840,28 @@ static int run(Config *cfg)
 	r = resolve_keeper(d);
 	if (r < 0)
 		goto out;
-	r = access_policy_new(cfg->cgroup_root, cfg->pod_pattern, &policy);
+	r = access_policy_new(cfg->cgroup_root, &policy);
 	if (r < 0) {
-		log_error_errno(r, "bad cgroup_root or pod_pattern");
+		log_error_errno(r, "bad cgroup_root %s", cfg->cgroup_root);
 		goto out;
 	}
+	if (cfg->pod_pattern)
+		log_warning("pod_pattern is obsolete and ignored: pods are recognised where kubelet "
+			    "puts them, below cgroup_root %s",
+			    cfg->cgroup_root);
+	if (access_cgroupns_private(NULL) > 0)
+		log_warning("svidfs runs in a private cgroup namespace: callers outside it cannot "
+			    "be attributed and are denied; run it in the host cgroup namespace");
 	{
 		char own[ACCESS_UID_MAX];
 		if (access_policy_trust_own_pod(policy, NULL, own) > 0)
 			log_info("running in pod %s: its containers (the CSI plugin) may enter every "
 				 "pod directory; other pods only their own",
 				 own);
+		if (access_policy_own_root(policy))
+			log_info("pods are also recognised below %s, where kubelet put this daemon",
+				 access_policy_own_root(policy)[0] ? access_policy_own_root(policy)
+								   : "/");
 	}
 	/* Generations and serials start above any earlier run's: microseconds of wall clock. */
 	clock_gettime(CLOCK_REALTIME, &ts);

@@ -33,6 +33,7 @@
 
 #define TRUST_DOMAIN "example.org"
 #define CGROUP_ROOT "/sys/fs/cgroup/unified"
+#define QOS_SLICE "kubepods.slice/kubepods-besteffort.slice"
 
 struct Stack {
 	StackOptions o;
@@ -172,7 +173,11 @@ static int start_daemon(Stack *s)
 {
 	char agent[200];
 	snprintf(agent, sizeof agent, "dev=unix://%s", s->agent_sock);
+	/* Pods are recognised where kubelet with --cgroup-root=<this> puts them. */
+	const char *root = s->cgroup + strlen(CGROUP_ROOT);
 	char *argv[] = {(char *)bin("SVIDFS_BIN", SVIDFS_BIN),
+			"--cgroup-root",
+			(char *)root,
 			"--mountpoint",
 			s->mnt,
 			"--control-socket",
@@ -296,6 +301,11 @@ Stack *stack_free(Stack *s)
 		fprintf(stderr, "stack: keeping %s\n", s->dir);
 	else
 		rm_rf(s->dir);
+	char cg[512];
+	snprintf(cg, sizeof cg, "%s/" QOS_SLICE, s->cgroup);
+	rmdir(cg);
+	snprintf(cg, sizeof cg, "%s/kubepods.slice", s->cgroup);
+	rmdir(cg);
 	rmdir(s->cgroup);
 	free(s);
 	return NULL;
@@ -468,12 +478,18 @@ int stack_pod_exec(Stack *s, const char *pod_uid, const char *volume, uid_t uid,
 	char cg[512], dir[160];
 	int p[2];
 
-	/* The systemd cgroup driver's naming: kubepods-<qos>-pod<uid with '_'>.slice. */
-	snprintf(cg, sizeof cg, "%s/kubepods-besteffort-pod%s.slice", s->cgroup, pod_uid);
+	/* The systemd cgroup driver's naming below the root:
+	 * kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid with '_'>.slice. */
+	snprintf(cg, sizeof cg, "%s/" QOS_SLICE "/kubepods-besteffort-pod%s.slice", s->cgroup,
+		 pod_uid);
 	for (char *c = cg + strlen(cg) - strlen(pod_uid) - 6; *c; c++)
 		if (*c == '-')
 			*c = '_';
 	mkdir(s->cgroup, 0755);
+	snprintf(dir, sizeof dir, "%s/kubepods.slice", s->cgroup);
+	mkdir(dir, 0755);
+	snprintf(dir, sizeof dir, "%s/" QOS_SLICE, s->cgroup);
+	mkdir(dir, 0755);
 	if (mkdir(cg, 0755) < 0 && errno != EEXIST)
 		return -errno;
 	if (pipe2(p, O_CLOEXEC) < 0)

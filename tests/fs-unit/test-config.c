@@ -121,6 +121,34 @@ Test(config, bad_input)
 	config_done(&c);
 }
 
+/* pod_pattern was removed (attribution follows kubelet's layout, issue 12): the default of
+ * earlier releases still loads (and is ignored, with a warning from main), any other pattern
+ * is refused, on the command line too, rather than silently changing who counts as a pod. */
+Test(config, obsolete_pod_pattern)
+{
+	Config c = {};
+	char *err = NULL;
+	cr_assert_eq(config_parse_text(
+			 &c, "pod_pattern = ^[a-z_-]*pod([0-9a-fA-F_-]{36})(\\.slice)?$\n", "t",
+			 &err),
+		     0, "%s", err ? err : "");
+	cr_assert_str_eq(c.pod_pattern, CONFIG_OBSOLETE_POD_PATTERN);
+	cr_assert_eq(config_parse_text(&c, "pod_pattern = ^workload-([a-z0-9]+)$\n", "t", &err),
+		     -EINVAL);
+	cr_assert(strstr(err, "t:1: pod_pattern is no longer supported"), "%s", err);
+	free(err);
+	err = NULL;
+	config_done(&c);
+	char conf[128];
+	write_file("empty.conf", "");
+	snprintf(conf, sizeof conf, "--config=%s/empty.conf", tmpdir);
+	char *argv[] = {"svidfs", conf, "--pod-pattern=(x)", NULL};
+	cr_assert_eq(config_load(3, argv, &c, &err), -EINVAL);
+	cr_assert(strstr(err, "pod_pattern is no longer supported"), "%s", err);
+	free(err);
+	config_done(&c);
+}
+
 static Registration *reg(const char *text, int expect)
 {
 	KvMsg *m = NULL;

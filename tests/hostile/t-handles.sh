@@ -29,7 +29,7 @@ check "two pods' directory numbers are unrelated (node-id field and slot field d
 	test "$DIFF" -gt 2
 
 mkdir -p "$T/podB"
-as_pod "$CG_B" "mount --bind '$MNT/pods/$B' '$T/podB' && umount -l '$MNT' &&
+in_cgroup "$CG_B" "mount --bind '$MNT/pods/$B' '$T/podB' && umount -l '$MNT' &&
 	'$FORGE' forge '$T/podB' '$T/podB' '$T/secretA' '$KEY' 3000" >"$T/forge.out" 2>&1
 cat "$T/forge.out" | diag
 read -r _ ATTEMPTS _ OPENED _ CROSS <"$T/forge.out"

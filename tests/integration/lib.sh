@@ -159,23 +159,44 @@ status_serial() { ctl status "$1" | awk '$1 == "serial" { print $2 }'; }
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
+# Tests that put processes into pod cgroups. find_cgroup_mounts sets CG2 (the cgroup2 mount;
+# empty when none) and CG1 (a cgroup v1 hierarchy with the pids controller; empty when none).
+find_cgroup_mounts() {
+	CG2=$(findmnt -n -t cgroup2 -o TARGET | head -1)
+	CG1=$(findmnt -n -t cgroup -o TARGET,OPTIONS | awk '$2 ~ /(^|,)pids(,|$)/ { print $1; exit }')
+}
+
+# in_cgroup CGROUP SCRIPT: runs SCRIPT in a new mount namespace as a process of CGROUP.
+in_cgroup() {
+	unshare -m --propagation private sh -c "echo \$\$ > '$1/cgroup.procs' && $2"
+}
+
+# start_node_agent: agent "a" serving every pod (--auto-k8s), the bare-node identity worker-1
+# ($T/identities.d/worker.conf, key 0400) and the daemon's own self/ (unix:uid:0).
+start_node_agent() {
+	mkdir -p "$T/identities.d"
+	cat >"$T/identities.d/worker.conf" <<EOF
+# a bare-node identity
+name = worker-1
+selector = node:name:worker-1
+key_mode = 0400
+EOF
+	start_agent a --auto-k8s -e "spiffe://example.org/node/worker-1 selectors=node:name:worker-1" \
+		-e "spiffe://example.org/svidfs selectors=unix:uid:0"
+}
+
 # pod_cgroup UID: creates the cgroup kubelet's systemd driver gives a burstable pod (cgroup v2,
 # below /svidfs-test.<pid> so the daemon runs with --cgroup-root "$CG_ROOT") and prints its path.
-CG2=$(findmnt -n -t cgroup2 -o TARGET | head -1)
 CG_ROOT=/svidfs-test.$$
 pod_cgroup() {
 	local u
+	[ -n "${CG2:-}" ] || find_cgroup_mounts
 	u=$(echo "$1" | tr - _)
 	local base=$CG2$CG_ROOT/kubepods.slice/kubepods-burstable.slice
 	local cg=$base/kubepods-burstable-pod$u.slice
 	mkdir -p "$cg" || return 1
 	CGROUPS="$cg $CGROUPS $base $CG2$CG_ROOT/kubepods.slice $CG2$CG_ROOT"
 	echo "$cg"
-}
-
-# as_pod CGROUP SCRIPT: runs SCRIPT (sh) as a process of CGROUP in a new mount namespace.
-as_pod() {
-	unshare -m --propagation private sh -c "echo \$\$ > '$1/cgroup.procs' && $2"
 }
 
 # wait_long COMMAND...: retries for up to 120 s (work that scales with the machine's load).

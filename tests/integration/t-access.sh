@@ -9,8 +9,7 @@
 
 # cgroup v2 (pure or the hybrid "unified" mount) for systemd-named pods, and a cgroup v1
 # hierarchy (pids) for the cgroupfs-named one, so both parsers are exercised.
-CG2=$(findmnt -n -t cgroup2 -o TARGET | head -1)
-CG1=$(findmnt -n -t cgroup -o TARGET,OPTIONS | awk '$2 ~ /(^|,)pids(,|$)/ { print $1; exit }')
+find_cgroup_mounts
 if [ -z "$CG2" ]; then
 	echo "1..0 # SKIP no cgroup v2 mount"
 	exit 0
@@ -32,24 +31,11 @@ CGROUPS="$CGROUPS $CG_B $CGB_ROOT/$CGNAME/kubepods/besteffort $CGB_ROOT/$CGNAME/
 CGROUPS="$CGROUPS $CGB_ROOT/$CGNAME $CG2/$CGNAME"
 echo "cgroup v2 at $CG2, pod B in ${CG1:+v1 }$CGB_ROOT" | diag
 
-mkdir -p "$T/identities.d"
-cat >"$T/identities.d/worker.conf" <<EOF
-# a bare-node identity
-name = worker-1
-selector = node:name:worker-1
-key_mode = 0400
-EOF
-start_agent a --auto-k8s -e "spiffe://example.org/node/worker-1 selectors=node:name:worker-1" \
-	-e "spiffe://example.org/svidfs selectors=unix:uid:0" || exit 1
+start_node_agent || exit 1
 start_daemon -a "a=unix://$T/a.admin" --workload-socket "unix://$T/a.wl" \
 	--cgroup-root "/$CGNAME" || exit 1
 for p in "$A" "$B" "$C"; do register_pod "$p"; done
 KEY=credential-bundle.private-key.pem
-
-# in_pod CGROUP SCRIPT: runs SCRIPT in a new mount namespace as a process of CGROUP.
-in_pod() {
-	unshare -m --propagation private sh -c "echo \$\$ > '$1/cgroup.procs' && $2"
-}
 
 check "identities.d: the bare-node identity is served" \
 	wait_for "$CHECK" keymatch "$MNT/identities/worker-1/$KEY"
@@ -59,19 +45,19 @@ check "self/ has the daemon's own SPIFFE ID" \
 
 mkdir -p "$T/podA"
 check "a pod process reads its own files through a bind of its pod directory" \
-	in_pod "$CG_A" "mount --bind '$MNT/pods/$A' '$T/podA' && '$CHECK' keymatch '$T/podA/$KEY'"
+	in_cgroup "$CG_A" "mount --bind '$MNT/pods/$A' '$T/podA' && '$CHECK' keymatch '$T/podA/$KEY'"
 check "a pod process may walk from the mount root into its own pod" \
-	in_pod "$CG_A" "cat '$MNT/pods/$A/$KEY' >/dev/null"
+	in_cgroup "$CG_A" "cat '$MNT/pods/$A/$KEY' >/dev/null"
 check "another pod's directory is denied (EACCES)" \
-	in_pod "$CG_A" "! cat '$MNT/pods/$B/$KEY' 2>'$T/err' && grep -q 'Permission denied' '$T/err'"
-check "listing another pod's directory is denied too" in_pod "$CG_A" "! ls '$MNT/pods/$B' 2>/dev/null"
-check "a pod may not enter node identities" in_pod "$CG_A" "! ls '$MNT/identities/worker-1' 2>/dev/null"
-check "a pod may not enter self/" in_pod "$CG_A" "! ls '$MNT/self' 2>/dev/null"
-check "cgroupfs naming${CG1:+ (cgroup v1)}: pod B reaches its pod" in_pod "$CG_B" "'$CHECK' keymatch '$MNT/pods/$B/$KEY'"
-check "cgroupfs naming: pod B is denied pod A" in_pod "$CG_B" "! cat '$MNT/pods/$A/$KEY' 2>/dev/null"
+	in_cgroup "$CG_A" "! cat '$MNT/pods/$B/$KEY' 2>'$T/err' && grep -q 'Permission denied' '$T/err'"
+check "listing another pod's directory is denied too" in_cgroup "$CG_A" "! ls '$MNT/pods/$B' 2>/dev/null"
+check "a pod may not enter node identities" in_cgroup "$CG_A" "! ls '$MNT/identities/worker-1' 2>/dev/null"
+check "a pod may not enter self/" in_cgroup "$CG_A" "! ls '$MNT/self' 2>/dev/null"
+check "cgroupfs naming${CG1:+ (cgroup v1)}: pod B reaches its pod" in_cgroup "$CG_B" "'$CHECK' keymatch '$MNT/pods/$B/$KEY'"
+check "cgroupfs naming: pod B is denied pod A" in_cgroup "$CG_B" "! cat '$MNT/pods/$A/$KEY' 2>/dev/null"
 check "systemd burstable naming: pod C reaches its pod, not A" \
-	in_pod "$CG_C" "cat '$MNT/pods/$C/$KEY' >/dev/null && ! cat '$MNT/pods/$A/$KEY' 2>/dev/null"
-for _ in 1 2 3; do in_pod "$CG_A" "cat '$MNT/pods/$B/$KEY'" 2>/dev/null; done
+	in_cgroup "$CG_C" "cat '$MNT/pods/$C/$KEY' >/dev/null && ! cat '$MNT/pods/$A/$KEY' 2>/dev/null"
+for _ in 1 2 3; do in_cgroup "$CG_A" "cat '$MNT/pods/$B/$KEY'" 2>/dev/null; done
 expect_eq "the denial (pod A -> pods/B) is logged once" 1 \
 	"$(grep -c "denied pods/$B to tid .* in pod $A" "$T/svidfs.log")"
 check "the denial log line gives the reason" grep -q "may enter only its own pod directory" "$T/svidfs.log"
@@ -89,10 +75,20 @@ check "through a bind, a non-root user may read certificates and bundles" \
 	setpriv --reuid 65534 --regid 65534 --clear-groups cat "$T/viewA/example.org.spiffe-trust-bundle.pem"
 check "through a bind, a non-root user may not read a 0400 key" \
 	not setpriv --reuid 65534 --regid 65534 --clear-groups cat "$T/viewA/$KEY"
+# Outside --cgroup-root: a process in no kubepods hierarchy is a host process; one in a kubepods
+# hierarchy where kubelet (as configured) does not put it cannot be attributed and is denied,
+# never taken for the host (a wrong --cgroup-root fails closed).
+HOSTCG=$CG2/svidfs-other.$$/system.slice/x.service
 OUT=$CG2/svidfs-other.$$/kubepods/pod$A
-mkdir -p "$OUT"
-CGROUPS="$CGROUPS $OUT $CG2/svidfs-other.$$/kubepods $CG2/svidfs-other.$$"
-check "a process outside --cgroup-root is not taken for a pod" \
-	in_pod "$OUT" "cat '$MNT/pods/$B/$KEY' >/dev/null"
+mkdir -p "$OUT" "$HOSTCG"
+CGROUPS="$CGROUPS $OUT $CG2/svidfs-other.$$/kubepods $HOSTCG $CG2/svidfs-other.$$/system.slice"
+CGROUPS="$CGROUPS $CG2/svidfs-other.$$"
+check "a process outside --cgroup-root and any kubepods cgroup is a host process" \
+	in_cgroup "$HOSTCG" "cat '$MNT/pods/$B/$KEY' >/dev/null"
+check "a kubepods cgroup outside --cgroup-root is denied, not taken for the host" \
+	in_cgroup "$OUT" "! cat '$MNT/pods/$B/$KEY' 2>/dev/null && ! cat '$MNT/pods/$A/$KEY' 2>/dev/null"
+check "that denial is logged with its reason" \
+	grep -q "svidfs-other.$$/kubepods/pod$A: a kubepods cgroup where --cgroup-root does not put it" \
+	"$T/svidfs.log"
 
 finish

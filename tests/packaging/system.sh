@@ -97,6 +97,10 @@ systemd-nspawn -D "$root" --quiet --register=no --keep-unit --bind=/dev/fuse \
 	--capability=CAP_IPC_LOCK -b --console=pipe >"$tmp/boot.log" 2>&1 &
 npid=$!
 in_ct() { nsenter -t "$cpid" -a "$@"; }
+# Reads of /run/svidfs run as a unit of the container's systemd, as on a real machine: nsenter
+# leaves a process in the host's cgroups, outside the container's cgroup namespace, where the
+# daemon cannot tell a host process from a pod's and denies it (docs/daemon.md, Access).
+in_unit() { in_ct systemd-run --quiet --wait --pipe --collect "$@"; }
 for _ in $(seq 300); do
 	cpid=$(pgrep -P "$npid" -x systemd | head -1)
 	[ -n "$cpid" ] && in_ct systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded' && break
@@ -116,8 +120,8 @@ tap_result $? "key memory is locked within LimitMEMLOCK (no warning in the journ
 fstype=$(in_ct findmnt -n -o FSTYPE /run/svidfs 2>&1)
 [ "$fstype" = fuse.svidfs ]
 tap_result $? "the FUSE mount is visible outside the service's namespace (findmnt: $fstype)"
-for _ in $(seq 100); do in_ct test -e /run/svidfs/identities/web/tls.crt && break; sleep 0.2; done
-in_ct ls -ln /run/svidfs/identities/web >"$tmp/web.ls" 2>&1
+for _ in $(seq 100); do in_unit test -e /run/svidfs/identities/web/tls.crt && break; sleep 0.2; done
+in_unit ls -ln /run/svidfs/identities/web >"$tmp/web.ls" 2>&1
 awk '$NF == "tls.key" && $1 == "-r--r-----" && $3 == 0 && $4 == 33 { k = 1 }
 	$NF == "tls.crt" && $1 == "-r--r--r--" { c = 1 } END { exit !(k && c) }' "$tmp/web.ls"
 tap_result $? "identities/web serves tls.crt 0444 and tls.key 0440 root:33 (web.conf)" "$tmp/web.ls"
