@@ -45,11 +45,16 @@ actl() {
 	"$TOOLS/spire-agent" "${words[@]}" -socketPath "$T/$name/public/api.sock" "$@"
 }
 
-# spire_wait DESC COMMAND...: polls every 100 ms for up to ${SPIRE_WAIT:-60} s.
+# spire_wait [-t SECONDS] DESC COMMAND...: polls every 100 ms for up to SECONDS (default 60).
 spire_wait() {
-	local desc=$1 i
+	local limit=60 desc i
+	if [ "$1" = -t ]; then
+		limit=$2
+		shift 2
+	fi
+	desc=$1
 	shift
-	for ((i = 0; i < ${SPIRE_WAIT:-60} * 10; i++)); do
+	for ((i = 0; i < limit * 10; i++)); do
 		"$@" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
@@ -238,11 +243,11 @@ topology_up() {
 	sctl other bundle show -format spiffe >"$T/other.bundle.json" || return 1
 	sctl other bundle show -format pem >"$T/other-bundle.pem" || return 1
 	sctl root bundle show -format spiffe >"$T/example.bundle.json" || return 1
-	sctl other bundle set -format spiffe -id "spiffe://$TD" -path "$T/example.bundle.json" ||
+	sctl other bundle set -format spiffe -id "spiffe://$TD" -path "$T/example.bundle.json" >/dev/null ||
 		return 1
 	for i in 1 2; do
 		sctl "n$i" bundle set -format spiffe -id "spiffe://$FED_TD" \
-			-path "$T/other.bundle.json" || return 1
+			-path "$T/other.bundle.json" >/dev/null || return 1
 	done
 
 	# The workload node: agents a1 (to n1) and a2 (to n2), svidfs an authorized delegate.
