@@ -163,11 +163,14 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # svidfs with both agents (the seed's node), and svidfs-csi in front of it.
-start_daemon -a "a1=unix://$A1_ADMIN" -a "a2=unix://$A2_ADMIN" --failover-ms 1000 || {
+start_daemon -a "a1=unix://$A1_ADMIN" -a "a2=unix://$A2_ADMIN" --failover-ms 1000 \
+	--workload-socket "unix://$T/a1/public/api.sock" || {
 	finish
 	exit 1
 }
 check "svidfs-csi listens" start_csi
+check "self/ serves svidfs's own SVID from a1's Workload API" \
+	spire_wait -t 20 "self/" sh -c "[ \"\$(awk '/BEGIN CERT/ { n++ } n == 1' '$MNT/self/credential-bundle.private-key.pem' | openssl x509 -noout -ext subjectAltName | grep -o 'URI:.*')\" = 'URI:$SVIDFS_ID' ]"
 
 # Pod A (shop/web): two entries (hints web, metrics), federated with other.org, TTL 30 s.
 A=$(uuid)
@@ -311,18 +314,20 @@ if section authz "svidfs's ID removed from authorized_delegates"; then
 	pod_entry "spiffe://$TD/ns/shop/sa/cart" "$C" shop cart
 	publish "$C" shop cart -attr svidfs.spiffe.io/agent=a2
 	cat "$T/publish.out" | diag
-	check "the CSI publish fails" grep -q PermissionDenied "$T/publish.out"
-	check "its message names the refusal and the agent" \
-		sh -c "grep -q 'a2' '$T/publish.out' && grep -qi 'authorized.delegate' '$T/publish.out'"
+	check "the CSI publish fails" not grep -qx OK "$T/publish.out"
+	check "its message: agent a2 answered PERMISSION_DENIED" grep -q 'agent a2: .*PERMISSION_DENIED' "$T/publish.out"
+	check "its message names the refused ID and the setting to fix" \
+		sh -c "grep -q '$SVIDFS_ID' '$T/publish.out' && grep -q 'authorized_delegates' '$T/publish.out'"
 	ctl register pod_uid="$C" namespace=shop service_account=cart pod_name=cart-0 ref=authz agent=a2 >/dev/null
 	spire_wait "stream state" sh -c "'$SVIDFSCTL' -s '$T/control.sock' status $C | grep -q PERMISSION_DENIED"
 	ctl status "$C" >"$T/authz.status"
 	diag <"$T/authz.status"
 	check "svidfsctl status says PERMISSION_DENIED from the agent" grep -q 'PERMISSION_DENIED' "$T/authz.status"
 	check "svidfsctl status says which ID was refused (not an authorized delegate)" \
-		grep -qi 'caller not configured as an authorized delegate' "$T/authz.status"
+		sh -c "grep -q 'caller not configured as an authorized delegate' '$T/authz.status' && grep -q 'refused svidfs ($SVIDFS_ID)' '$T/authz.status'"
 	check "status.json says so too" grep -q 'PERMISSION_DENIED' "$MNT/pods/$C/status.json"
-	check "the daemon log names the agent and the refusal" grep -q 'a2.*PERMISSION_DENIED' "$T/svidfs.log"
+	check "the daemon log names the agent, the refusal and the refused ID" \
+		grep -q "pods/$C: agent a2: .*PERMISSION_DENIED.*$SVIDFS_ID" "$T/svidfs.log"
 	ctl unregister workload="pods/$C" ref=authz >/dev/null
 	agent_stop a2
 	agent_conf a2 "$N2_PORT" yes "$SVIDFS_ID"
@@ -337,16 +342,18 @@ if section nomatch "a pod no entry matches"; then
 	took=$(($(now_ms) - t0))
 	cat "$T/publish.out" | diag
 	check "the CSI publish fails" not grep -qx OK "$T/publish.out"
-	check "its message says the agent returned no SVID for these selectors" grep -qi 'no SVID for these selectors\|returned no SVID' "$T/publish.out"
+	check "its message says the agent returned no SVID for these selectors" grep -q 'agent a1: .*returned no SVID for these selectors' "$T/publish.out"
 	check "and lists the selectors sent" sh -c "grep -q 'k8s:pod-uid:$E' '$T/publish.out' && grep -q 'k8s:ns:shop' '$T/publish.out' && grep -q 'k8s:sa:ghost' '$T/publish.out'"
 	echo "publish answered in $took ms" | diag
 	ctl register pod_uid="$E" namespace=shop service_account=ghost pod_name=ghost-0 ref=nomatch >/dev/null
-	spire_wait "no-match state" sh -c "'$SVIDFSCTL' -s '$T/control.sock' status $E | grep -qi 'no SVID'"
+	spire_wait "no-match state" sh -c "'$SVIDFSCTL' -s '$T/control.sock' status $E | grep -q 'no SVID'"
 	ctl status "$E" >"$T/nomatch.status"
 	diag <"$T/nomatch.status"
 	check "svidfsctl status says the agent returned no SVID, with the selectors" \
-		sh -c "grep -qi 'no SVID' '$T/nomatch.status' && grep -q 'k8s:pod-uid:$E' '$T/nomatch.status'"
-	check "status.json says the same" sh -c "grep -qi 'no SVID' '$MNT/pods/$E/status.json' && grep -q 'k8s:sa:ghost' '$MNT/pods/$E/status.json'"
+		sh -c "grep -q 'returned no SVID for these selectors' '$T/nomatch.status' && grep -q 'k8s:pod-uid:$E' '$T/nomatch.status'"
+	check "status.json says the same" sh -c "grep -q 'returned no SVID for these selectors' '$MNT/pods/$E/status.json' && grep -q 'k8s:sa:ghost' '$MNT/pods/$E/status.json'"
+	check "the daemon log says it once per registration, with the selectors" \
+		sh -c "n=\$(grep -c 'pods/$E: agent a1: .*returned no SVID.*k8s:pod-uid:$E' '$T/svidfs.log'); [ \$n -ge 1 ] && [ \$n -le 2 ]"
 	t0=$(now_ms)
 	err=$(timeout 5 cat "$MNT/pods/$E/credential-bundle.private-key.pem" 2>&1 >/dev/null)
 	took=$(($(now_ms) - t0))
@@ -394,6 +401,14 @@ fi
 # ---------------------------------------------------------------------------------------------
 if section csi-sanity "kubernetes-csi csi-sanity against svidfs-csi"; then
 	. "$HERE/csi-sanity.sh"
+fi
+
+if section registrar "kubernetes-csi node-driver-registrar against svidfs-csi"; then
+	# Not run: the Go module proxy reachable here answers 403 for every version of
+	# github.com/kubernetes-csi/node-driver-registrar (v2.10-v2.15 tried), and the suite
+	# builds its peers only from pinned, served modules. csi-sanity covers the handshake's
+	# plugin side (GetPluginInfo, NodeGetInfo).
+	echo "csi-node-driver-registrar: not run (its module is not served by the Go module proxy)" | diag
 fi
 
 if section teardown "unpublish and clean exit"; then

@@ -80,11 +80,11 @@ func csiCall(args []string, publish bool) int {
 		return 1
 	}
 	vc := map[string]string{
-		"csi.storage.k8s.io/pod.name":             f.name,
-		"csi.storage.k8s.io/pod.namespace":        f.ns,
-		"csi.storage.k8s.io/pod.uid":              f.uid,
-		"csi.storage.k8s.io/serviceAccount.name":  f.sa,
-		"csi.storage.k8s.io/ephemeral":            "true",
+		"csi.storage.k8s.io/pod.name":            f.name,
+		"csi.storage.k8s.io/pod.namespace":       f.ns,
+		"csi.storage.k8s.io/pod.uid":             f.uid,
+		"csi.storage.k8s.io/serviceAccount.name": f.sa,
+		"csi.storage.k8s.io/ephemeral":           "true",
 	}
 	for _, a := range f.attrs {
 		k, v, _ := strings.Cut(a, "=")

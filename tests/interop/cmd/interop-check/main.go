@@ -44,6 +44,7 @@ import (
 	delegated "github.com/spiffe/spire-api-sdk/proto/spire/api/agent/delegatedidentity/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -78,6 +79,11 @@ func grpcErr(err error) string {
 	s, ok := status.FromError(err)
 	if !ok {
 		return "non-grpc: " + oneLine(err)
+	}
+	if s.Code() == codes.DeadlineExceeded {
+		// Our own deadline: whether the client or the server noticed it first (and so which
+		// message came back) is a race, not a property of the agent.
+		return s.Code().String()
 	}
 	return fmt.Sprintf("%s %q", s.Code(), s.Message())
 }
@@ -233,6 +239,22 @@ func workloadProfile(args []string) int {
 		p.add("workload.error.no_security_header", "%s", grpcErr(err))
 		_, err = wc.FetchJWTSVID(withHeader(ctx), &workload.JWTSVIDRequest{})
 		p.add("workload.error.jwt_no_audience", "%s", grpcErr(err))
+		xb, err := wc.FetchX509Bundles(withHeader(ctx), &workload.X509BundlesRequest{})
+		if err == nil {
+			var m *workload.X509BundlesResponse
+			if m, err = xb.Recv(); err == nil {
+				keys := []string{}
+				for k, der := range m.Bundles {
+					certs, perr := x509.ParseCertificates(der)
+					keys = append(keys, fmt.Sprintf("%s:%d:%v", k, len(certs), perr == nil))
+				}
+				sort.Strings(keys)
+				p.add("workload.wire.x509_bundles", "%s", strings.Join(keys, " "))
+			}
+		}
+		if err != nil {
+			p.add("workload.wire.x509_bundles", "%s", grpcErr(err))
+		}
 		jb, err := wc.FetchJWTBundles(withHeader(ctx), &workload.JWTBundlesRequest{})
 		if err == nil {
 			var m *workload.JWTBundlesResponse
