@@ -55,7 +55,8 @@ typedef struct Wls {
 	AgentSub *sub;
 	SubCtx *ctx;
 	uint64_t epoch;
-	bool empty; /* the serving agent's last message had no SVID */
+	bool empty;	    /* the serving agent's last message had no SVID */
+	size_t diag_logged; /* hash of the diagnosis last logged, 0 none (ticker only) */
 } Wls;
 
 struct Sessions {
@@ -651,6 +652,7 @@ static void tick(Sessions *s)
 		AgentSubState st = {};
 		char buf[sizeof ws.state];
 		bool empty = false;
+		size_t diag_logged = 0;
 
 		pthread_mutex_lock(&s->ops);
 		pthread_mutex_lock(&s->lock);
@@ -671,6 +673,7 @@ static void tick(Sessions *s)
 		if (e && e->sub) {
 			sub = e->sub;
 			empty = e->empty;
+			diag_logged = e->diag_logged;
 			snprintf(ws.agent, sizeof ws.agent, "%s",
 				 e->self ? SELF_SOURCE : s->agents[e->order[e->cur]].name);
 		}
@@ -684,17 +687,23 @@ static void tick(Sessions *s)
 			snprintf(ws.state, sizeof ws.state, "none");
 		pthread_mutex_unlock(&s->ops);
 		if (w) {
-			WorkloadStream old = {};
-			workload_get_stream(w, &old);
 			bool changed = workload_set_stream(w, &ws);
-			/* One line per new diagnosis (not per retry): the refusal or the empty
-			 * answer, with what the agent said. */
+			/* One line per new diagnosis (not per retry, not for the "connecting"
+			 * between two refusals): the refusal or the empty answer, as said. */
 			bool diagnosis = (st.phase == AGENT_SUB_STREAMING && empty) ||
 					 ((st.phase == AGENT_SUB_BACKOFF ||
 					   st.phase == AGENT_SUB_STOPPED) &&
 					  st.last_grpc_status == GRPC_CODE_PERMISSION_DENIED);
-			if (changed && diagnosis && !streq(old.state, ws.state))
+			size_t h = diagnosis ? str_hash(ws.state) | 1 : 0;
+			if (diagnosis && h != diag_logged)
 				log_warning("%s: agent %s: %s", names[i], ws.agent, ws.state);
+			if ((diagnosis && h != diag_logged) ||
+			    (!diagnosis && st.phase == AGENT_SUB_STREAMING && diag_logged)) {
+				pthread_mutex_lock(&s->lock);
+				if ((e = *hash_find(s, names[i])))
+					e->diag_logged = h;
+				pthread_mutex_unlock(&s->lock);
+			}
 			if (!changed && st.phase != AGENT_SUB_STREAMING &&
 			    now - workload_status_rendered_at(w) >= STALE_STATUS_S)
 				changed = true; /* show the growing staleness */
