@@ -201,6 +201,8 @@ entry() {
 
 # pod_entry SPIFFE_ID UID NS SA [MORE ARGS...]: the same pod entry on both nested servers, each
 # parented to its workload agent (the seed: each subordinate knows the pods of its node).
+# ENTRY_ID=x gives the entries the ids x-n1 and x-n2 (SPIRE orders a workload's SVIDs by entry
+# id: the smallest is the default SVID).
 pod_entry() {
 	local id=$1 uid=$2 ns=$3 sa=$4
 	shift 4
@@ -208,7 +210,8 @@ pod_entry() {
 	for s in n1 n2; do
 		a=a${s#n}
 		entry "$s" -parentID "$(agent_id "$a")" -spiffeID "$id" -selector "k8s:pod-uid:$uid" \
-			-selector "k8s:ns:$ns" -selector "k8s:sa:$sa" "$@" >/dev/null || return 1
+			-selector "k8s:ns:$ns" -selector "k8s:sa:$sa" ${ENTRY_ID:+-entryID "$ENTRY_ID-$s"} \
+			"$@" >/dev/null || return 1
 	done
 }
 
