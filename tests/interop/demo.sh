@@ -26,7 +26,11 @@ cleanup_demo() {
 	mountpoint -q "$MNT" && umount -l "$MNT"
 	rm -rf "$T"
 }
-[ "$keep" = 1 ] || trap cleanup_demo EXIT
+if [ "$keep" = 0 ]; then
+	trap cleanup_demo EXIT
+	trap 'exit 143' TERM INT
+	trap 'exit 141' PIPE # `| head`: still clean up
+fi
 
 echo "=== SPIRE $("$TOOLS/spire-server" --version 2>&1): a server (example.org) and an agent"
 ROOT_PORT=$(free_port)
@@ -40,16 +44,15 @@ echo "    agent config: admin_socket_path = $T/a1/admin/admin.sock"
 echo "                  authorized_delegates = [\"$SVIDFS_ID\"]"
 echo
 echo "=== spire-server entry create: svidfs's own entry, and the pod's"
-(
-	set -x
-	entry root -parentID "$(agent_id a1)" -spiffeID "$SVIDFS_ID" -selector unix:uid:0
-) 2>&1 | sed "s#$T#\$D#g; s#$TOOLS/##"
+# show ARGS...: prints the spire-server command line, then runs it.
+show() {
+	echo "\$ spire-server entry create $*"
+	echo "  entry id $(entry root "$@")"
+}
+show -parentID "$(agent_id a1)" -spiffeID "$SVIDFS_ID" -selector unix:uid:0
 uid=$(cat /proc/sys/kernel/random/uuid)
-(
-	set -x
-	entry root -parentID "$(agent_id a1)" -spiffeID "spiffe://$TD/ns/demo/sa/web" \
-		-selector "k8s:pod-uid:$uid" -selector k8s:ns:demo -selector k8s:sa:web -x509SVIDTTL 3600
-) 2>&1 | sed "s#$T#\$D#g; s#$TOOLS/##"
+show -parentID "$(agent_id a1)" -spiffeID "spiffe://$TD/ns/demo/sa/web" \
+	-selector "k8s:pod-uid:$uid" -selector k8s:ns:demo -selector k8s:sa:web -x509SVIDTTL 3600
 spire_wait "svidfs's entry on the agent" actl a1 api fetch x509 || exit 1
 
 echo

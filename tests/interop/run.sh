@@ -19,6 +19,7 @@ chmod 755 "$T"
 
 trap 'topology_down; cleanup' EXIT
 trap 'exit 143' TERM INT
+trap 'exit 141' PIPE
 
 section() {
 	CUR_SECTION=$1
