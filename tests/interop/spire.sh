@@ -20,30 +20,21 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# sctl NAME ARGS...: spire-server CLI against server NAME's API socket. The socket flag belongs
-# to the subcommand, so it goes after the command words (all words before the first -flag).
-sctl() {
-	local name=$1
-	shift
-	local words=()
+# spire_cli BINARY SOCKET ARGS...: the -socketPath flag belongs to the subcommand, so it goes
+# after the command words (every word before the first -flag).
+spire_cli() {
+	local bin=$1 sock=$2 words=()
+	shift 2
 	while [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; do
 		words+=("$1")
 		shift
 	done
-	"$TOOLS/spire-server" "${words[@]}" -socketPath "$T/$name/api.sock" "$@"
+	"$TOOLS/$bin" "${words[@]}" -socketPath "$sock" "$@"
 }
-
+# sctl NAME ARGS...: spire-server CLI against server NAME's API socket.
+sctl() { spire_cli spire-server "$T/$1/api.sock" "${@:2}"; }
 # actl NAME ARGS...: spire-agent CLI against agent NAME's Workload API socket.
-actl() {
-	local name=$1
-	shift
-	local words=()
-	while [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; do
-		words+=("$1")
-		shift
-	done
-	"$TOOLS/spire-agent" "${words[@]}" -socketPath "$T/$name/public/api.sock" "$@"
-}
+actl() { spire_cli spire-agent "$T/$1/public/api.sock" "${@:2}"; }
 
 # spire_wait [-t SECONDS] DESC COMMAND...: polls every 100 ms for up to SECONDS (default 60).
 spire_wait() {
