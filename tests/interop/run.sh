@@ -323,6 +323,9 @@ if section failover "dual agents: a1 killed, svidfs serves pod A from a2 (n2), t
 	check "and verifies against the served bundle" verify_chain "$CA_FILE" "$BUNDLE"
 	check "status.json names agent a2" grep -q '"agent": "a2"' "$DA/status.json"
 	check "a2's chain verifies against the root's current bundle" verify_chain "$CA_FILE" "$T/root-bundle.pem"
+	# Bundles are kept per agent: the pod's bundle file is now a2's bundle, byte for byte.
+	rm -rf "$T/a2b" && mkdir -p "$T/a2b" && actl a2 api fetch x509 -write "$T/a2b" >/dev/null
+	check "the pod's bundle file is agent a2's bundle (kept per agent)" cmp "$BUNDLE" "$T/a2b/bundle.0.pem"
 	agent_start a1 || true
 	t0=$(now_ms)
 	check "failback: pod A returns to a1 once a1 is up again" spire_wait "agent a1" is_agent "$A" a1
