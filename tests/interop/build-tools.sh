@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=local
 command -v go >/dev/null || { echo "build-tools: no go (expected /usr/local/go/bin/go)" >&2; exit 1; }
-cache=${SVIDFS_INTEROP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/svidfs-interop}
+cache=${SVIDFS_INTEROP_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/svidfs-interop}
 gover=$(go version)
 p=${JOBS:-2}
 
@@ -29,7 +29,9 @@ build_group() {
 		tmp=$(mktemp -d "$cache/.build.XXXXXX")
 		echo "build-tools: building $bins (go build -p $p)" >&2
 		# -mod=readonly: the go.sum files pin every module; never change them silently.
-		if ! (cd "$dir" && go build -mod=readonly -p "$p" -trimpath -o "$tmp/" "$@") >&2; then
+		# -buildvcs=false: a fresh clone or a worktree needs no VCS stamp in test binaries.
+		if ! (cd "$dir" && go build -mod=readonly -buildvcs=false -p "$p" -trimpath \
+			-o "$tmp/" "$@") >&2; then
 			rm -rf "$tmp"
 			return 1
 		fi
