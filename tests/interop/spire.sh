@@ -95,17 +95,22 @@ server_conf() {
 	echo "}" >>"$T/$name/server.conf"
 }
 
-# server_start NAME: runs spire-server with $T/NAME/server.conf, waits for its healthcheck.
-server_start() {
-	local name=$1
-	"$TOOLS/spire-server" run -config "$T/$name/server.conf" >>"$T/$name/server.log" 2>&1 &
-	eval "SERVER_PID_$name=$!"
+# spire_run KIND NAME CTL [ARGS...]: runs spire-KIND (server, agent) with $T/NAME/KIND.conf and
+# ARGS, sets SERVER_PID_NAME or AGENT_PID_NAME, waits until `CTL NAME healthcheck` answers.
+spire_run() {
+	local kind=$1 name=$2 ctl=$3
+	shift 3
+	"$TOOLS/spire-$kind" run -config "$T/$name/$kind.conf" "$@" >>"$T/$name/$kind.log" 2>&1 &
+	eval "${kind^^}_PID_$name=$!"
 	SPIRE_PIDS="$SPIRE_PIDS $!"
-	spire_wait "server $name healthy" sctl "$name" healthcheck || {
-		tail -20 "$T/$name/server.log" | diag
+	spire_wait "$kind $name healthy" "$ctl" "$name" healthcheck || {
+		tail -20 "$T/$name/$kind.log" | diag
 		return 1
 	}
 }
+
+# server_start NAME: runs spire-server with $T/NAME/server.conf, waits for its healthcheck.
+server_start() { spire_run server "$1" sctl; }
 
 # spire_stop PID: SIGTERM, then SIGKILL after 10 s.
 spire_stop() {
@@ -152,17 +157,7 @@ agent_conf() {
 }
 
 # agent_start NAME [TOKEN]: runs spire-agent, waits until its Workload API answers.
-agent_start() {
-	local name=$1 token=${2:-}
-	"$TOOLS/spire-agent" run -config "$T/$name/agent.conf" ${token:+-joinToken "$token"} \
-		>>"$T/$name/agent.log" 2>&1 &
-	eval "AGENT_PID_$name=$!"
-	SPIRE_PIDS="$SPIRE_PIDS $!"
-	spire_wait "agent $name healthy" actl "$name" healthcheck || {
-		tail -20 "$T/$name/agent.log" | diag
-		return 1
-	}
-}
+agent_start() { spire_run agent "$1" actl ${2:+-joinToken "$2"}; }
 
 agent_stop() {
 	local pid
