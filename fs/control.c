@@ -196,7 +196,7 @@ static int op_status(Control *c, const KvMsg *req, KvMsg *reply)
 {
 	const char *name = kv_get(req, "workload");
 	_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
-	char agent[64], stream[192];
+	char agent[64], stream[512];
 	int r;
 
 	if (!name)
@@ -240,7 +240,7 @@ static int op_list(Control *c, KvMsg *reply)
 	kv_add(reply, "status", "0");
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
-		char agent[64], stream[192];
+		char agent[64], stream[512];
 		size_t k = 0;
 		if (svid_store_get(c->ctx.store, names[i], &set) >= 0)
 			k = svid_set_n_svids(set);

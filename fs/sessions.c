@@ -60,6 +60,8 @@ typedef struct Wls {
 	AgentSub *sub;
 	SubCtx *ctx;
 	uint64_t epoch;
+	bool empty;	    /* the serving agent's last message had no SVID */
+	size_t diag_logged; /* hash of the diagnosis last logged, 0 none (ticker only) */
 } Wls;
 
 struct Sessions {
@@ -209,6 +211,8 @@ static void on_x509(void *userdata, const SvidX509Update *u)
 	pthread_mutex_lock(&s->lock);
 	Wls *e = *hash_find(s, c->name);
 	current = e && e->epoch == c->epoch;
+	if (current)
+		e->empty = u->n_svids == 0;
 	pthread_mutex_unlock(&s->lock);
 	if (!current)
 		return;
@@ -332,18 +336,71 @@ static void selectors_free(AgentSelector *sel, char **buf, size_t n)
 	free(sel);
 }
 
-static const char *phase_text(const AgentSubState *st, char *buf, size_t len)
+/* grpc/status.h's code; this module stays free of gRPC headers. */
+#define GRPC_CODE_PERMISSION_DENIED 7
+
+/* svidfs's own SPIFFE ID, from self/ (Workload API) when configured; "" otherwise. */
+static void own_spiffe_id(Sessions *s, char *buf, size_t len)
 {
+	SvidSet *set = NULL;
+
+	buf[0] = 0;
+	if (!s->self_conn || svid_store_get(s->store, "self", &set) < 0)
+		return;
+	if (svid_set_n_svids(set) > 0)
+		snprintf(buf, len, "%s", svid_set_spiffe_id(set, 0));
+	svid_set_unref(set);
+}
+
+/* The stream state an operator reads in status.json, `svidfsctl status` and the CSI error:
+ * what the agent said and, for the two answers that are configuration errors, what to fix.
+ * - An empty SVID list on an open stream: SPIRE's answer to selectors no entry matches (it
+ *   never says so otherwise; clients that wait for an SVID just time out).
+ * - PermissionDenied: the agent refused svidfs itself as a delegate. */
+static const char *stream_text(Sessions *s, const AgentSubState *st, const Registration *reg,
+			       bool empty, char *buf, size_t len)
+{
+	char id[300];
+	size_t o;
+
 	switch (st->phase) {
 	case AGENT_SUB_STREAMING:
-		return "streaming";
-	case AGENT_SUB_CONNECTING:
-		return "connecting";
-	default:
-		snprintf(buf, len, "%s%s%.150s", agent_sub_phase_to_string(st->phase),
-			 st->last_error[0] ? ": " : "", st->last_error);
+		if (!empty || !reg)
+			return "streaming";
+		o = (size_t)snprintf(buf, len,
+				     "streaming, but the agent returned no SVID for these selectors:");
+		for (size_t i = 0; i < reg->n_selectors && o < len; i++)
+			o += (size_t)snprintf(buf + o, len - o, "%s %s", i ? "," : "",
+					      reg->selectors[i]);
+		if (o < len)
+			snprintf(buf + o, len - o,
+				 " (no registration entry matches them, or the agent has not "
+				 "synced it yet)");
 		return buf;
+	case AGENT_SUB_CONNECTING:
+		if (!st->restarts || !st->last_error[0])
+			return "connecting";
+		o = (size_t)snprintf(buf, len, "connecting (last attempt: %.200s)", st->last_error);
+		break;
+	default:
+		o = (size_t)snprintf(buf, len, "%s%s%.200s", agent_sub_phase_to_string(st->phase),
+				     st->last_error[0] ? ": " : "", st->last_error);
+		break;
 	}
+	if (st->last_grpc_status == GRPC_CODE_PERMISSION_DENIED && o < len) {
+		own_spiffe_id(s, id, sizeof id);
+		if (strstr(st->last_error, "no identity issued"))
+			snprintf(buf + o, len - o,
+				 "; the agent has no registration entry for svidfs itself%s%s%s",
+				 id[0] ? " (svidfs is " : "", id, id[0] ? " elsewhere)" : "");
+		else
+			snprintf(buf + o, len - o,
+				 "; the agent refused svidfs%s%s%s as a delegate: add %s to "
+				 "authorized_delegates in the agent's configuration",
+				 id[0] ? " (" : "", id, id[0] ? ")" : "",
+				 id[0] ? "it" : "svidfs's SPIFFE ID");
+	}
+	return buf;
 }
 
 /* Points `name` at agent position `pos` of its list (-1: none): cancels the old stream and
@@ -369,6 +426,7 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 	old_ctx = TAKE_PTR(e->ctx);
 	e->cur = pos;
 	e->epoch = ++s->epoch;
+	e->empty = false;
 	uint64_t epoch = e->epoch;
 	if (pos >= 0) {
 		if (e->self) {
@@ -419,10 +477,11 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 	if (w) {
 		/* Say who serves it now; the ticker refines the stream state. */
 		WorkloadStream ws = {};
-		char text[256];
+		char text[sizeof ws.state];
 		snprintf(ws.agent, sizeof ws.agent, "%s", agent_name);
-		snprintf(ws.state, sizeof ws.state, "%.180s",
-			 have_state ? phase_text(&st, text, sizeof text) : "connecting");
+		snprintf(ws.state, sizeof ws.state, "%s",
+			 have_state ? stream_text(s, &st, NULL, false, text, sizeof text)
+				    : "connecting");
 		ws.last_message_at = have_state ? st.last_message_at : 0;
 		if (workload_set_stream(w, &ws)) {
 			workload_bump_status(w);
@@ -610,7 +669,9 @@ static void tick(Sessions *s)
 		AgentSub *sub = NULL;
 		WorkloadStream ws = {};
 		AgentSubState st = {};
-		char buf[256];
+		char buf[sizeof ws.state];
+		bool empty = false;
+		size_t diag_logged = 0;
 
 		pthread_mutex_lock(&s->ops);
 		pthread_mutex_lock(&s->lock);
@@ -630,19 +691,38 @@ static void tick(Sessions *s)
 		e = *hash_find(s, names[i]);
 		if (e && e->sub) {
 			sub = e->sub;
+			empty = e->empty;
+			diag_logged = e->diag_logged;
 			snprintf(ws.agent, sizeof ws.agent, "%s",
 				 e->self ? SELF_SOURCE : s->agents[e->order[e->cur]].name);
 		}
 		pthread_mutex_unlock(&s->lock);
 		if (sub && agent_sub_get_state(sub, &st) >= 0) {
-			snprintf(ws.state, sizeof ws.state, "%.180s",
-				 phase_text(&st, buf, sizeof buf));
+			snprintf(ws.state, sizeof ws.state, "%s",
+				 stream_text(s, &st, w ? workload_registration(w) : NULL, empty,
+					     buf, sizeof buf));
 			ws.last_message_at = st.last_message_at;
 		} else
 			snprintf(ws.state, sizeof ws.state, "none");
 		pthread_mutex_unlock(&s->ops);
 		if (w) {
 			bool changed = workload_set_stream(w, &ws);
+			/* One line per new diagnosis (not per retry, not for the "connecting"
+			 * between two refusals): the refusal or the empty answer, as said. */
+			bool diagnosis = (st.phase == AGENT_SUB_STREAMING && empty) ||
+					 ((st.phase == AGENT_SUB_BACKOFF ||
+					   st.phase == AGENT_SUB_STOPPED) &&
+					  st.last_grpc_status == GRPC_CODE_PERMISSION_DENIED);
+			size_t h = diagnosis ? str_hash(ws.state) | 1 : 0;
+			if (diagnosis && h != diag_logged)
+				log_warning("%s: agent %s: %s", names[i], ws.agent, ws.state);
+			if ((diagnosis && h != diag_logged) ||
+			    (!diagnosis && st.phase == AGENT_SUB_STREAMING && diag_logged)) {
+				pthread_mutex_lock(&s->lock);
+				if ((e = *hash_find(s, names[i])))
+					e->diag_logged = h;
+				pthread_mutex_unlock(&s->lock);
+			}
 			if (!changed && st.phase != AGENT_SUB_STREAMING &&
 			    now - workload_status_rendered_at(w) >= STALE_STATUS_S)
 				changed = true; /* show the growing staleness */

@@ -57,7 +57,8 @@ int workload_poll(Workload *w, uint64_t generation, struct fuse_pollhandle *ph);
 
 typedef struct WorkloadStream {
 	char agent[64];	 /* agent serving the workload ("" none) */
-	char state[192]; /* "streaming", "connecting", "backoff: <why>" ... */
+	char state[512]; /* "streaming", "connecting", "backoff: <why>" ...; with the selectors
+			  * when the agent answers them with no SVID */
 	int64_t last_message_at;
 } WorkloadStream;
 /* true when agent or state changed (status.json must be re-rendered: a new serial). */

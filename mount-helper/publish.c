@@ -429,6 +429,32 @@ static void do_register(PublishOp *op, CsiStatus *st)
 	op->registered = true;
 }
 
+/* The publish timed out: say why, in the daemon's words (its stream state says what the agent
+ * answered: an empty SVID list for these selectors, PERMISSION_DENIED, unreachable ...). */
+static void wait_timed_out(PublishOp *op, long long limit, CsiStatus *st)
+{
+	_cleanup_(kv_freep) KvMsg *reply = NULL;
+	const char *agent = NULL, *stream = NULL;
+
+	if (ctl_simple(op->p, "status", op->workload, NULL, &reply) >= 0 &&
+	    ctl_reply_status(reply) == 0) {
+		agent = kv_get(reply, "agent");
+		stream = kv_get(reply, "stream");
+	}
+	if (stream && !streq(stream, "streaming") && !streq(stream, "connecting"))
+		return set_status(st, GRPC_STATUS_UNAVAILABLE,
+				  "no SVID for pod %s/%s (uid %s) within %.1f s: agent %s: %s; "
+				  "kubelet will retry",
+				  volctx_pod_namespace(op->vc), volctx_pod_name(op->vc),
+				  volctx_pod_uid(op->vc), (double)limit / 1000, agent ?: "-", stream);
+	set_status(st, GRPC_STATUS_UNAVAILABLE,
+		   "no SVID for pod %s/%s (uid %s, service account %s) within %.1f s: "
+		   "check that a registration entry matches its selectors and that "
+		   "the SPIRE agent is synced; kubelet will retry",
+		   volctx_pod_namespace(op->vc), volctx_pod_name(op->vc), volctx_pod_uid(op->vc),
+		   volctx_service_account(op->vc), (double)limit / 1000);
+}
+
 /* Waits until the workload has its first SVID. */
 static void do_wait(PublishOp *op, int rpc_timeout_ms, CsiStatus *st)
 {
@@ -468,14 +494,7 @@ static void do_wait(PublishOp *op, int rpc_timeout_ms, CsiStatus *st)
 			return set_status(st, GRPC_STATUS_UNAVAILABLE,
 					  "svidfs-csi is shutting down; retry");
 		if (now_ms() - start >= limit)
-			return set_status(
-			    st, GRPC_STATUS_UNAVAILABLE,
-			    "no SVID for pod %s/%s (uid %s, service account %s) within %.1f s: "
-			    "check that a registration entry matches its selectors and that "
-			    "the SPIRE agent is synced; kubelet will retry",
-			    volctx_pod_namespace(op->vc), volctx_pod_name(op->vc),
-			    volctx_pod_uid(op->vc), volctx_service_account(op->vc),
-			    (double)limit / 1000);
+			return wait_timed_out(op, limit, st);
 	}
 }
 
@@ -843,8 +862,11 @@ void publisher_volume_stats(Publisher *p, const Csi__V1__NodeGetVolumeStatsReque
 		return set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
 	if (!req->volume_path || !*req->volume_path)
 		return set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "volume_path is missing");
+	/* A path that cannot be one of our targets holds no volume of ours: NOT_FOUND, as the CSI
+	 * spec says for a volume_id that does not exist on volume_path (csi-sanity checks it). */
 	if (volctx_parse_target(p->kubelet_root, req->volume_path, &uid, NULL, err, sizeof err) < 0)
-		return set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "volume_path: %s", err);
+		return set_status(st, GRPC_STATUS_NOT_FOUND, "no volume %s at volume_path: %s",
+				  req->volume_id, err);
 	snprintf(workload, sizeof workload, "pods/%s", uid);
 	stats_condition(p, req->volume_path, workload, ret);
 }

@@ -25,7 +25,7 @@ typedef struct {
 /* The outcome of one RPC: a gRPC status code and, unless OK, a message for the operator. */
 typedef struct {
 	grpc_status_code code;
-	char message[512];
+	char message[1024];
 } CsiStatus;
 
 typedef struct {

@@ -725,6 +725,12 @@ static void t_stats(void)
 	r = kubelet_volume_stats(K, B.volume_id, B.target_path, &ab, cond, sizeof cond, msg,
 				 sizeof msg);
 	tap(r == 0 && ab, "NodeGetVolumeStats: an unmounted volume is abnormal (%s)", cond);
+	/* CSI: NOT_FOUND when no volume with this id is at volume_path (csi-sanity's "should fail
+	 * when volume is not found" sends a relative path). */
+	r = kubelet_volume_stats(K, A.volume_id, "some/path", &ab, cond, sizeof cond, msg,
+				 sizeof msg);
+	tap(r == GRPC_STATUS_NOT_FOUND, "NodeGetVolumeStats: a path that is no volume target: NOT_FOUND (%s)",
+	    msg);
 }
 
 static void t_unpublish(void)

@@ -370,9 +370,9 @@ int ca_mint(Ca *ca, const char *spiffe_id, KeyType kt, uint64_t ttl_ms, CaLeaf *
 	if (X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1)
 		goto out;
 	if ((r = add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE")) < 0 ||
+	    /* SPIRE's X509-SVID template (credtemplate): the same three bits for every key type. */
 	    (r = add_ext(x, ca->cert, NID_key_usage,
-			 kt == KEY_TYPE_RSA_2048 ? "critical,digitalSignature,keyEncipherment"
-						 : "critical,digitalSignature")) < 0 ||
+			 "critical,digitalSignature,keyEncipherment,keyAgreement")) < 0 ||
 	    (r = add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth,clientAuth")) < 0 ||
 	    (r = add_ext(x, ca->cert, NID_subject_key_identifier, "hash")) < 0 ||
 	    (r = add_ext(x, ca->cert, NID_authority_key_identifier, "keyid:always")) < 0 ||

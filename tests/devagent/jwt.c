@@ -255,7 +255,7 @@ int jwks_json(EVP_PKEY *const *keys, const char *const *kids, size_t n, char **r
 				    i ? 19 : 18)) < 0 ||
 		    (r = json_append_string(&out, &len, kids[i])) < 0 ||
 		    (r = buf_appendf(&out, &len,
-				     ",\"use\":\"jwt-svid\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}",
+				     ",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}",
 				     x, y)) < 0)
 			return r;
 	}

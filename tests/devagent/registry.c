@@ -403,6 +403,15 @@ int registry_match(const Registry *r, const char *const *selectors, size_t n_sel
 		v = p;
 		v[n++] = e;
 	}
+	/* SPIRE's agent orders a workload's identities by entry id (cache.sortIdentities), so the
+	 * default SVID (the first) is the entry with the smallest id, in string order. Insertion
+	 * sort: a workload matches few entries. */
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(v[j - 1]->id, v[j]->id) > 0; j--) {
+			RegEntry *t = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
 	*ret = v;
 	*ret_n = n;
 	return 0;

@@ -325,14 +325,16 @@ static int match_for(Server *s, const char *const *sel, size_t n_sel, unsigned f
 	return 0;
 }
 
-/* Union of the minted entries' federates_with, sorted and unique. */
-static int federates_with_union(RegEntry **m, size_t n, char ***ret, size_t *ret_n)
+/* Union of the entries' federates_with (only of minted entries when minted_only), sorted and
+ * unique. */
+static int federates_with_union(RegEntry **m, size_t n, bool minted_only, char ***ret,
+				size_t *ret_n)
 {
 	char **v = NULL;
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		EntryState *st = reg_entry_data(m[i]);
-		if (!st || !st->leaf)
+		if (minted_only && (!st || !st->leaf))
 			continue;
 		for (size_t j = 0; j < reg_entry_n_federates_with(m[i]); j++) {
 			const char *f = reg_entry_federates_with(m[i], j);
@@ -382,7 +384,7 @@ static grpc_byte_buffer *build_delegated_x509(Server *s, RegEntry **m, size_t n,
 	}
 	if (!(chains = calloc(total_chain ? total_chain : 1, sizeof *chains)))
 		return NULL;
-	if (federates_with_union(m, n, &fw, &n_fw) < 0)
+	if (federates_with_union(m, n, true, &fw, &n_fw) < 0)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		EntryState *st = reg_entry_data(m[i]);
@@ -427,7 +429,7 @@ static grpc_byte_buffer *build_workload_x509(Server *s, RegEntry **m, size_t n, 
 	const uint8_t *bundle = ca_bundle(s->ca, &bundle_len);
 	grpc_byte_buffer *bb = NULL;
 
-	if (!items || !pitems || federates_with_union(m, n, &fw, &n_fw) < 0)
+	if (!items || !pitems || federates_with_union(m, n, true, &fw, &n_fw) < 0)
 		return NULL;
 	fb = calloc(n_fw ? n_fw : 1, sizeof *fb);
 	pfb = calloc(n_fw ? n_fw : 1, sizeof *pfb);
@@ -484,12 +486,26 @@ out:
 	return bb;
 }
 
-/* Bundle maps: own trust domain first, then the federations. */
-static grpc_byte_buffer *build_bundles(Server *s, Method method, size_t pad)
+/* Bundle maps: own trust domain first, then the federations: all of them (Delegated API: every
+ * bundle the agent holds), or only those in fw (Workload API: SPIRE sends the caller's entries'
+ * federated bundles, found by the interop suite). */
+static grpc_byte_buffer *build_bundles(Server *s, Method method, size_t pad, bool all,
+				       char *const *fw, size_t n_fw)
 {
-	size_t n = 1 + s->n_fed, own_len;
+	size_t n = 1, own_len;
 	const uint8_t *own = ca_bundle(s->ca, &own_len);
 	grpc_byte_buffer *bb = NULL;
+	_cleanup_free_ const Federation **fed = calloc(s->n_fed + 1, sizeof *fed);
+
+	if (!fed)
+		return NULL;
+	for (size_t i = 0; i < s->n_fed; i++) {
+		bool in = all;
+		for (size_t j = 0; j < n_fw && !in; j++)
+			in = streq(fw[j], s->fed[i].td_id);
+		if (in)
+			fed[n++ - 1] = &s->fed[i]; /* slot n-1: index 0 is the own bundle */
+	}
 
 	switch (method) {
 	case M_W_X509_BUNDLES: {
@@ -500,9 +516,9 @@ static grpc_byte_buffer *build_bundles(Server *s, Method method, size_t pad)
 			return NULL;
 		for (size_t i = 0; i < n; i++) {
 			x509_bundles_response__bundles_entry__init(&e[i]);
-			e[i].key = i ? s->fed[i - 1].td_id : s->td_id;
-			e[i].value.data = i ? s->fed[i - 1].der : (uint8_t *)own;
-			e[i].value.len = i ? s->fed[i - 1].len : own_len;
+			e[i].key = i ? fed[i - 1]->td_id : s->td_id;
+			e[i].value.data = i ? fed[i - 1]->der : (uint8_t *)own;
+			e[i].value.len = i ? fed[i - 1]->len : own_len;
 			pe[i] = &e[i];
 		}
 		resp.n_bundles = n;
@@ -519,9 +535,9 @@ static grpc_byte_buffer *build_bundles(Server *s, Method method, size_t pad)
 			return NULL;
 		for (size_t i = 0; i < n; i++) {
 			spire__api__agent__delegatedidentity__v1__subscribe_to_x509_bundles_response__ca_certificates_entry__init(&e[i]);
-			e[i].key = i ? s->fed[i - 1].td_id : s->td_id;
-			e[i].value.data = i ? s->fed[i - 1].der : (uint8_t *)own;
-			e[i].value.len = i ? s->fed[i - 1].len : own_len;
+			e[i].key = i ? fed[i - 1]->td_id : s->td_id;
+			e[i].value.data = i ? fed[i - 1]->der : (uint8_t *)own;
+			e[i].value.len = i ? fed[i - 1]->len : own_len;
 			pe[i] = &e[i];
 		}
 		resp.n_ca_certificates = n;
@@ -537,8 +553,8 @@ static grpc_byte_buffer *build_bundles(Server *s, Method method, size_t pad)
 			return NULL;
 		for (size_t i = 0; i < n; i++) {
 			jwtbundles_response__bundles_entry__init(&e[i]);
-			e[i].key = i ? s->fed[i - 1].td_id : s->td_id;
-			const char *j = i ? s->fed[i - 1].jwks : s->own_jwks;
+			e[i].key = i ? fed[i - 1]->td_id : s->td_id;
+			const char *j = i ? fed[i - 1]->jwks : s->own_jwks;
 			e[i].value.data = (uint8_t *)j;
 			e[i].value.len = strlen(j);
 			pe[i] = &e[i];
@@ -557,8 +573,8 @@ static grpc_byte_buffer *build_bundles(Server *s, Method method, size_t pad)
 			return NULL;
 		for (size_t i = 0; i < n; i++) {
 			spire__api__agent__delegatedidentity__v1__subscribe_to_jwtbundles_response__bundles_entry__init(&e[i]);
-			e[i].key = i ? s->fed[i - 1].td_id : s->td_id;
-			const char *j = i ? s->fed[i - 1].jwks : s->own_jwks;
+			e[i].key = i ? fed[i - 1]->td_id : s->td_id;
+			const char *j = i ? fed[i - 1]->jwks : s->own_jwks;
 			e[i].value.data = (uint8_t *)j;
 			e[i].value.len = strlen(j);
 			pe[i] = &e[i];
@@ -585,7 +601,14 @@ static int stream_snapshot(Call *c, size_t pad, grpc_byte_buffer **ret)
 	int r;
 
 	if (!c->svid_stream) {
-		*ret = build_bundles(s, (Method)c->method, pad);
+		_cleanup_free_ char **fw = NULL;
+		size_t n_fw = 0;
+		bool workload_api = c->method == M_W_X509_BUNDLES || c->method == M_W_JWT_BUNDLES;
+		if (workload_api &&
+		    ((r = registry_match(s->reg, (const char *const *)c->sel, c->n_sel, 0, &m, &n)) < 0 ||
+		     (r = federates_with_union(m, n, false, &fw, &n_fw)) < 0))
+			return r;
+		*ret = build_bundles(s, (Method)c->method, pad, !workload_api, fw, n_fw);
 		return *ret ? 1 : -ENOMEM;
 	}
 	bool workload = c->method == M_W_X509;

@@ -125,7 +125,9 @@ Test(jwt, jwks_document)
 	cr_assert_eq(jwks_json(k, (const char *const *)kid, 2, &j), 0);
 	cr_assert_eq(strncmp(j, "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"", 28), 0);
 	cr_assert(strstr(j, kid[0]) && strstr(j, kid[1]));
-	cr_assert(strstr(j, "\"use\":\"jwt-svid\",\"crv\":\"P-256\",\"x\":\""));
+	/* SPIRE serves standard JWKS (bundleutil.StandardJWKS): no "use" member. */
+	cr_assert(strstr(j, "\",\"crv\":\"P-256\",\"x\":\""));
+	cr_assert_null(strstr(j, "\"use\""));
 	cr_assert_str_eq(j + strlen(j) - 3, "\"}]}" + 1);
 	free(j);
 	cr_assert_eq(jwks_json(NULL, NULL, 0, &j), 0);

@@ -97,7 +97,7 @@ Test(registry, matching_is_subset)
 	const char *full[] = {"k8s:pod-uid:1", "k8s:sa:web", "k8s:ns:a"};
 	cr_assert_eq(registry_match(reg, full, 3, 0, &m, &n), 0);
 	cr_assert_eq(n, 3);
-	cr_assert_str_eq(reg_entry_spiffe_id(m[0]), "spiffe://td/web"); /* insertion order */
+	cr_assert_str_eq(reg_entry_spiffe_id(m[0]), "spiffe://td/web"); /* entry-1: smallest id */
 	free(m);
 	cr_assert_eq(registry_match(reg, full, 3, REGISTRY_MATCH_DELEGATED, &m, &n), 0);
 	cr_assert_eq(n, 2, "admin entries are not served over the Delegated API");
@@ -109,6 +109,23 @@ Test(registry, matching_is_subset)
 	free(m);
 	cr_assert_eq(registry_match(reg, NULL, 0, 0, &m, &n), 0);
 	cr_assert_eq(n, 0);
+	free(m);
+}
+
+/* SPIRE orders a workload's SVIDs by entry id, not by creation: the default SVID is the entry
+ * with the smallest id (found by the interop suite: two entries for one pod). */
+Test(registry, match_order_is_entry_id_order)
+{
+	RegEntry **m;
+	size_t n;
+	cr_assert_eq(registry_add_spec(reg, "spiffe://td/web selectors=k8s:ns:a id=b-web", NULL), 0);
+	cr_assert_eq(registry_add_spec(reg, "spiffe://td/metrics selectors=k8s:ns:a id=a-metrics",
+				       NULL), 0);
+	const char *sel[] = {"k8s:ns:a"};
+	cr_assert_eq(registry_match(reg, sel, 1, 0, &m, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(reg_entry_spiffe_id(m[0]), "spiffe://td/metrics");
+	cr_assert_str_eq(reg_entry_spiffe_id(m[1]), "spiffe://td/web");
 	free(m);
 }
 
