@@ -91,6 +91,8 @@ else
 fi
 
 check "the daemon still serves after the dumps" "$CHECK" keymatch "$MNT/self/$KEY"
+check "OpenSSL's allocations were routed at start-up (no warning)" \
+	not grep -q "OpenSSL allocated memory before start-up" "$T/svidfs.log"
 stop_daemon
 expect_eq "clean exit" 0 "$DAEMON_EXIT"
 finish
