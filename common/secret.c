@@ -120,11 +120,26 @@ static void clear_vector_registers(void)
 #endif
 }
 
+#define SCRUB_BYTES (32 * 1024)
+
+/* The frames the caller's callees left are below the caller's stack pointer. On x86-64 they are
+ * wiped from below this function's own stack pointer (this function has no locals, so nothing
+ * of its own lives there, not even in the red zone): a local array would leave its own frame's
+ * top (saved registers, canary, sanitizer redzones) unwiped, and callees' locals sat there. */
 __attribute__((noinline)) void secret_scrub_stack(void)
 {
-	uint8_t stack[32 * 1024];
+#if defined(__x86_64__)
+	__asm__ volatile("lea -%c0(%%rsp), %%rdi\n\t"
+			 "mov $%c0, %%ecx\n\t"
+			 "xor %%eax, %%eax\n\t"
+			 "cld\n\t"
+			 "rep stosb"
+			 : : "i"(SCRUB_BYTES) : "rdi", "rcx", "rax", "memory", "cc");
+#else
+	uint8_t stack[SCRUB_BYTES];
 	OPENSSL_cleanse(stack, sizeof(stack));
 	__asm__ volatile("" : : "r"(stack) : "memory");
+#endif
 	clear_vector_registers();
 }
 

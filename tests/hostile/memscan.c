@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 
 #include "memscan.h"
+#include "secret.h"
 
 static const char *const kind_name[_MEMSCAN_KIND_MAX] = {"der", "pem", "b64", "scalar",
 							 "b64frag"};
@@ -45,6 +46,7 @@ typedef struct Region {
 	char perms[5];
 	char path[256];
 	bool locked, dontdump;
+	uint64_t resident_kb; /* Rss + Swap */
 } Region;
 
 static uint32_t slot_of(uint64_t a)
@@ -134,7 +136,7 @@ static const uint8_t *ec_scalar(const uint8_t *der, size_t len, size_t *ret_len)
 
 int memscan_add_key(MemScan *m, const uint8_t *der, size_t len)
 {
-	if (len == 0 || len > 16384)
+	if (!der || len == 0 || len > 16384)
 		return -EINVAL;
 	size_t key = m->n_keys++;
 	size_t b64_len = (len + 2) / 3 * 4;
@@ -175,6 +177,8 @@ int memscan_add_key(MemScan *m, const uint8_t *der, size_t len)
 	}
 	OPENSSL_secure_clear_free(b64, b64_len + 1);
 	OPENSSL_secure_clear_free(pem, pem_len);
+	/* Searching this very process: leave no copy in registers or on the stack. */
+	secret_scrub_stack();
 	return r < 0 ? r : (int)key;
 }
 
@@ -314,6 +318,8 @@ static int read_regions(const char *pid, Region **ret, size_t *ret_n)
 			const char *p = line + used;
 			p += strspn(p, " ");
 			snprintf(rg->path, sizeof(rg->path), "%.*s", (int)strcspn(p, "\n"), p);
+		} else if (n > 0 && (strncmp(line, "Rss:", 4) == 0 || strncmp(line, "Swap:", 5) == 0)) {
+			v[n - 1].resident_kb += strtoull(strchr(line, ':') + 1, NULL, 10);
 		} else if (n > 0 && strncmp(line, "VmFlags:", 8) == 0) {
 			v[n - 1].locked = strstr(line, " lo") != NULL;
 			v[n - 1].dontdump = strstr(line, " dd") != NULL;
@@ -350,10 +356,12 @@ int memscan_pid(MemScan *m, pid_t pid)
 	for (size_t i = 0; i < n && r >= 0; i++) {
 		const Region *rg = &rgs[i];
 		bool safe = rg->locked && rg->dontdump;
-		/* Mappings nobody can read (reserved arena space, guard pages) hold nothing:
-		 * /proc/PID/mem would read them as zeros. */
-		if (rg->perms[0] != 'r' || strcmp(rg->path, "[vvar]") == 0 ||
-		    strcmp(rg->path, "[vsyscall]") == 0 || (pid == 0 && safe))
+		/* Mappings nobody can read (reserved arena space, guard pages) or with no page
+		 * resident or swapped hold nothing: /proc/PID/mem would read them as zeros. A
+		 * mapping over 1 TiB is a sanitizer's shadow memory. */
+		if (rg->perms[0] != 'r' || rg->resident_kb == 0 || rg->end - rg->start > (1ull << 40) ||
+		    strcmp(rg->path, "[vvar]") == 0 || strcmp(rg->path, "[vsyscall]") == 0 ||
+		    (pid == 0 && safe))
 			continue;
 		r = scan_range(m, fd, rg->start, rg->end, rg, !safe);
 	}

@@ -15,8 +15,9 @@
  * der, pem and b64 tell which form a copy had; scalar and b64frag also catch partial copies.
  * A hit is "safe" when its mapping is locked (VmFlags "lo") and excluded from core dumps
  * ("dd", as the secure heap is): gcore and the kernel's core dumper skip exactly the "dd"
- * mappings. Everything else is "unsafe". Mappings without read permission (reserved arena space,
- * guard pages) are skipped: they hold nothing. */
+ * mappings. Everything else is "unsafe". Skipped, as they hold nothing: mappings without read
+ * permission (reserved arena space, guard pages) or without a resident or swapped page, and
+ * mappings over 1 TiB (a sanitizer's shadow memory). */
 #pragma once
 
 #include <stdbool.h>

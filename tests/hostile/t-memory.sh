@@ -14,6 +14,9 @@ N2=$((N / 2))
 BOUND_KB=${MEMORY_BOUND_KB:-4096}
 
 start_agent a --auto-k8s || exit 1
+# Sanitizer lane: ASan's allocator gives freed pages back only when asked to (malloc_trim is
+# glibc's); the normal build ignores this.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}allocator_release_to_os_interval_ms=200"
 start_daemon -a "a=unix://$T/a.admin" || exit 1
 
 # anon_kb: the daemon's anonymous resident memory minus the secure heap's locked pages.
@@ -54,13 +57,22 @@ echo "baseline: anon ${base} kB (RSS ${base_rss} kB); $N pods: anon ${reg} kB (R
 check "registration shows in the measure (at least 5 kB per pod)" \
 	test $((reg - base)) -ge $((N * 5))
 
-check "unregister the $N pods" "$PODCHURN" unregister "$T/control.sock" "$N" 1
-if back_within $((base + BOUND_KB)); then
-	ok "memory returns to within $((BOUND_KB / 1024)) MB of the baseline"
-else
-	not_ok "memory returns to within $((BOUND_KB / 1024)) MB of the baseline"
+# The sanitizer lane's allocator keeps its own metadata, caches and shadow for what was freed:
+# there the checks are that at least half of what the pods took comes back and that a second
+# cycle keeps less than a quarter of that (LeakSanitizer checks for leaks at exit); the tight
+# bound is glibc's (the normal build).
+asan=false
+grep -q libasan "/proc/$DAEMON_PID/maps" && asan=true
+limit=$((base + BOUND_KB))
+what="memory returns to within $((BOUND_KB / 1024)) MB of the baseline"
+if $asan; then
+	limit=$((reg - (reg - base) / 2))
+	what="ASan lane: at least half of the pods' memory comes back"
 fi
+check "unregister the $N pods" "$PODCHURN" unregister "$T/control.sock" "$N" 1
+if back_within "$limit"; then ok "$what"; else not_ok "$what"; fi
 after=$(anon_kb)
+$asan && limit=$((after + (reg - base) / 4))
 echo "after unregistering: anon ${after} kB ($((after - base)) kB above the baseline)," \
 	"RSS $(rss_kb "$DAEMON_PID") kB, secure heap locked $(secure_kb) kB" | diag
 expect_eq "no inode left" 0 "$(info_key inodes)"
@@ -69,11 +81,9 @@ check "no secret blob left (secure heap in use under 4 kB)" \
 
 check "second cycle: register $N2 pods" "$PODCHURN" register "$T/control.sock" "$N2" 100000 "$MNT"
 check "second cycle: unregister them" "$PODCHURN" unregister "$T/control.sock" "$N2" 100000
-if back_within $((base + BOUND_KB)); then
-	ok "after a second cycle memory is still within $((BOUND_KB / 1024)) MB of the baseline"
-else
-	not_ok "after a second cycle memory is still within $((BOUND_KB / 1024)) MB of the baseline"
-fi
+what="after a second cycle memory is still within $((BOUND_KB / 1024)) MB of the baseline"
+$asan && what="ASan lane: a second cycle keeps less than a quarter of the first one's growth"
+if back_within "$limit"; then ok "$what"; else not_ok "$what"; fi
 echo "after the second cycle: anon $(anon_kb) kB" | diag
 check "the secure heap's locked pages did not grow past the first peak" \
 	test "$(secure_kb)" -le "$sec_peak"
