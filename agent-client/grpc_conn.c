@@ -22,7 +22,6 @@
 #include <string.h>
 #include <time.h>
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
@@ -402,18 +401,14 @@ static void message_discard(grpc_byte_buffer *bb)
 
 /* Copies a received message straight from its slices into one buffer, from the secure heap when
  * it may carry a key (never through grpc_byte_buffer_reader_readall, whose flat copy of a
- * multi-slice message would be ordinary memory), then wipes the slices it copied from and a
- * decompressed copy, if any. The caller still owns (and destroys) bb. Copies that gRPC makes
- * before the message reaches us are out of reach: see docs/agent-client.md. */
+ * multi-slice message would be ordinary memory), then wipes the slices it copied from. The
+ * caller still owns (and destroys) bb. Copies that gRPC makes before the message reaches us are
+ * out of reach: see docs/agent-client.md. */
 static int message_take(grpc_byte_buffer *bb, bool secret, uint8_t **ret, size_t *ret_len)
 {
-	grpc_byte_buffer_reader r;
-
-	if (!grpc_byte_buffer_reader_init(&r, bb)) {
-		message_wipe(bb);
-		return -EBADMSG;
-	}
-	grpc_slice_buffer *sb = &r.buffer_out->data.raw.slice_buffer;
+	/* Never compressed: gRPC's own filter decompresses before a message reaches us. */
+	assert(bb->data.raw.compression == GRPC_COMPRESS_NONE);
+	grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
 	size_t len = sb->length;
 	uint8_t *buf = secret ? secret_alloc(len) : malloc(len ? len : 1);
 	for (size_t i = 0, off = 0; buf && i < sb->count; i++) {
@@ -421,10 +416,7 @@ static int message_take(grpc_byte_buffer *bb, bool secret, uint8_t **ret, size_t
 		memcpy(buf + off, GRPC_SLICE_START_PTR(sb->slices[i]), n);
 		off += n;
 	}
-	message_wipe(r.buffer_out);
-	if (r.buffer_out != bb)
-		message_wipe(bb);
-	grpc_byte_buffer_reader_destroy(&r);
+	message_wipe(bb);
 	if (!buf)
 		return -ENOMEM;
 	*ret = buf;
@@ -447,13 +439,9 @@ static int deliver(AgentSub *s, grpc_byte_buffer *bb, bool skip, char *why, size
 	size_t len;
 	int r = message_take(bb, s->secret, &buf, &len);
 
-	if (r == -ENOMEM) {
+	if (r < 0) {
 		snprintf(why, why_len, "no %smemory for a message of %zu bytes",
 			 s->secret ? "secure " : "", grpc_byte_buffer_length(bb));
-		return r;
-	}
-	if (r < 0) {
-		snprintf(why, why_len, "cannot read the message (bad compression?)");
 		return r;
 	}
 	if (!skip)
@@ -684,9 +672,10 @@ int agent_conn_new(const AgentConnConfig *cfg, AgentConn **ret)
 	args[5].type = GRPC_ARG_INTEGER;
 	args[5].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
 	args[5].value.integer = 1;
-	/* Accept only uncompressed messages: a decompressed SVID would pass through zlib's window
+	/* Accept only uncompressed messages: a decompressed SVID would pass through zlib's buffers
 	 * in ordinary memory, out of our reach. A peer that compresses anyway gets its call ended
-	 * by gRPC (UNIMPLEMENTED, "compression algorithm ... is disabled"). */
+	 * by gRPC (UNIMPLEMENTED, "Compression algorithm 'gzip' is disabled"), after gRPC's filter
+	 * decompressed the first message (tests/hostile/test-keymem.c). */
 	args[6].type = GRPC_ARG_INTEGER;
 	args[6].key = (char *)GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET;
 	args[6].value.integer = 1 << GRPC_COMPRESS_NONE;
@@ -907,9 +896,8 @@ int grpc_conn_unary(AgentConn *c, const char *method, const uint8_t *request, si
 	else {
 		r = message_take(recv, true, ret, ret_len);
 		if (r < 0)
-			log_error_errno(r, "agent %s: %s: %s", c->name, method,
-					r == -ENOMEM ? "no secure memory for the response"
-						     : "unreadable response");
+			log_error_errno(r, "agent %s: %s: no secure memory for the response",
+					c->name, method);
 	}
 
 	message_discard(recv);
