@@ -401,13 +401,18 @@ static void message_discard(grpc_byte_buffer *bb)
 
 /* Copies a received message straight from its slices into one buffer, from the secure heap when
  * it may carry a key (never through grpc_byte_buffer_reader_readall, whose flat copy of a
- * multi-slice message would be ordinary memory), then wipes the slices it copied from. The
- * caller still owns (and destroys) bb. Copies that gRPC makes before the message reaches us are
- * out of reach: see docs/agent-client.md. */
+ * multi-slice message would be ordinary memory), then wipes the slices it copied from.
+ * -ENOMEM, or -EPROTONOSUPPORT for a compressed message. The caller still owns (and destroys)
+ * bb. Copies that gRPC makes before the message reaches us are out of reach: see
+ * docs/agent-client.md. */
 static int message_take(grpc_byte_buffer *bb, bool secret, uint8_t **ret, size_t *ret_len)
 {
-	/* Never compressed: gRPC's own filter decompresses before a message reaches us. */
-	assert(bb->data.raw.compression == GRPC_COMPRESS_NONE);
+	/* gRPC 1.51's own filter decompresses before a message reaches us; should a compressed
+	 * one get through all the same (the peer decides), it is refused, not decompressed. */
+	if (bb->data.raw.compression != GRPC_COMPRESS_NONE) {
+		message_wipe(bb);
+		return -EPROTONOSUPPORT;
+	}
 	grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
 	size_t len = sb->length;
 	uint8_t *buf = secret ? secret_alloc(len) : malloc(len ? len : 1);
@@ -440,8 +445,11 @@ static int deliver(AgentSub *s, grpc_byte_buffer *bb, bool skip, char *why, size
 	int r = message_take(bb, s->secret, &buf, &len);
 
 	if (r < 0) {
-		snprintf(why, why_len, "no %smemory for a message of %zu bytes",
-			 s->secret ? "secure " : "", grpc_byte_buffer_length(bb));
+		if (r == -ENOMEM)
+			snprintf(why, why_len, "no %smemory for a message of %zu bytes",
+				 s->secret ? "secure " : "", grpc_byte_buffer_length(bb));
+		else
+			snprintf(why, why_len, "compressed message refused");
 		return r;
 	}
 	if (!skip)
@@ -896,8 +904,9 @@ int grpc_conn_unary(AgentConn *c, const char *method, const uint8_t *request, si
 	else {
 		r = message_take(recv, true, ret, ret_len);
 		if (r < 0)
-			log_error_errno(r, "agent %s: %s: no secure memory for the response",
-					c->name, method);
+			log_error_errno(r, "agent %s: %s: %s", c->name, method,
+					r == -ENOMEM ? "no secure memory for the response"
+						     : "compressed response refused");
 	}
 
 	message_discard(recv);
