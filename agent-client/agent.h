@@ -82,7 +82,8 @@ const char *agent_sub_phase_to_string(AgentSubPhase p);
  * errors map to errno: PermissionDenied -EACCES, InvalidArgument -EINVAL, Unavailable
  * -EAGAIN, DeadlineExceeded -ETIMEDOUT, others -EIO. */
 typedef struct AgentJwt {
-	char *spiffe_id, *token, *hint;
+	char *spiffe_id, *hint;
+	char *token; /* in the secure heap (common/secret.h) */
 	int64_t expires_at, issued_at;
 } AgentJwt;
 int agent_fetch_jwt(AgentConn *c, const AgentSelector *sel, size_t n_sel, int32_t pid,

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Decoding happens with an allocator that wipes every block it frees, so key bytes and tokens
- * that protobuf-c copied out of the wire buffer never linger in freed heap memory, not even when
- * a message fails to decode half-way. Key fields are additionally wiped by name before the
- * message is released. */
+/* Messages that carry keys or tokens (X.509-SVID and JWT-SVID responses) are decoded with an
+ * allocator on the secure heap: protobuf-c copies every bytes and string field out of the wire
+ * buffer, so each copy of a key lives in locked, non-dumpable memory and is wiped when the
+ * message is freed, also when it fails to decode half-way. Bundle messages carry nothing secret
+ * and use protobuf-c's default allocator. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -20,34 +21,11 @@
 
 #define SPIFFE_PREFIX "spiffe://"
 
-/* ---- wiping allocator ---- */
+/* ---- secure allocator ---- */
 
-typedef union WipeHeader {
-	size_t size;
-	max_align_t align;
-} WipeHeader;
-
-static void *wipe_alloc(void *data, size_t size)
-{
-	WipeHeader *h = malloc(sizeof(WipeHeader) + size);
-	if (!h)
-		return NULL;
-	h->size = size;
-	return h + 1;
-}
-
-static void wipe_free(void *data, void *p)
-{
-	if (!p)
-		return;
-	WipeHeader *h = (WipeHeader *)p - 1;
-	secret_wipe(p, h->size);
-	free(h);
-}
-
-static ProtobufCAllocator wipe_allocator = {
-	.alloc = wipe_alloc,
-	.free = wipe_free,
+static ProtobufCAllocator secure_allocator = {
+	.alloc = secret_pb_alloc,
+	.free = secret_pb_free,
 };
 
 /* ---- helpers ---- */
@@ -166,7 +144,7 @@ static bool spiffe_id_shape_ok(const char *id)
 /* ---- X.509-SVID updates ---- */
 
 struct ConvertX509 {
-	ProtobufCMessage *msg; /* unpacked with wipe_allocator */
+	ProtobufCMessage *msg; /* unpacked with secure_allocator */
 	bool delegated;
 	SvidX509Input *svids;
 	const char **federates_with;
@@ -188,19 +166,8 @@ ConvertX509 *convert_x509_free(ConvertX509 *x)
 {
 	if (!x)
 		return NULL;
-	if (x->msg && x->delegated) {
-		Spire__Api__Agent__Delegatedidentity__V1__SubscribeToX509SVIDsResponse *m =
-			(void *)x->msg;
-		for (size_t i = 0; i < m->n_x509_svids; i++)
-			secret_wipe(m->x509_svids[i]->x509_svid_key.data,
-				    m->x509_svids[i]->x509_svid_key.len);
-	} else if (x->msg) {
-		X509SVIDResponse *m = (void *)x->msg;
-		for (size_t i = 0; i < m->n_svids; i++)
-			secret_wipe(m->svids[i]->x509_svid_key.data, m->svids[i]->x509_svid_key.len);
-	}
-	if (x->msg)
-		protobuf_c_message_free_unpacked(x->msg, &wipe_allocator);
+	if (x->msg) /* every block, keys included, is wiped as it is freed */
+		protobuf_c_message_free_unpacked(x->msg, &secure_allocator);
 	for (size_t i = 0; i < x->n_owned; i++)
 		free(x->owned[i]);
 	free(x->owned);
@@ -235,7 +202,7 @@ int convert_workload_x509(const uint8_t *buf, size_t len, ConvertX509 **ret, cha
 	_cleanup_(convert_x509_freep) ConvertX509 *x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
-	X509SVIDResponse *m = x509_svidresponse__unpack(&wipe_allocator, len, buf);
+	X509SVIDResponse *m = x509_svidresponse__unpack(&secure_allocator, len, buf);
 	if (!m)
 		return reject(-EBADMSG, why, why_len, "not a valid X509SVIDResponse");
 	x->msg = &m->base;
@@ -330,7 +297,7 @@ int convert_delegated_x509(const uint8_t *buf, size_t len, ConvertX509 **ret, ch
 	x->delegated = true;
 	Spire__Api__Agent__Delegatedidentity__V1__SubscribeToX509SVIDsResponse *m =
 		spire__api__agent__delegatedidentity__v1__subscribe_to_x509_svids_response__unpack(
-			&wipe_allocator, len, buf);
+			&secure_allocator, len, buf);
 	if (!m)
 		return reject(-EBADMSG, why, why_len, "not a valid SubscribeToX509SVIDsResponse");
 	x->msg = &m->base;
@@ -431,7 +398,7 @@ ConvertBundles *convert_bundles_free(ConvertBundles *b)
 	if (!b)
 		return NULL;
 	if (b->msg)
-		protobuf_c_message_free_unpacked(b->msg, &wipe_allocator);
+		protobuf_c_message_free_unpacked(b->msg, NULL);
 	free(b->bundles);
 	free(b);
 	return NULL;
@@ -449,7 +416,7 @@ static int bundles_from_map(ProtobufCMessage *msg, MapEntry **entries, size_t n,
 {
 	_cleanup_(convert_bundles_freep) ConvertBundles *b = calloc(1, sizeof(*b));
 	if (!b) {
-		protobuf_c_message_free_unpacked(msg, &wipe_allocator);
+		protobuf_c_message_free_unpacked(msg, NULL);
 		return -ENOMEM;
 	}
 	b->msg = msg;
@@ -481,7 +448,7 @@ static int bundles_from_map(ProtobufCMessage *msg, MapEntry **entries, size_t n,
 	int fn(const uint8_t *buf, size_t len, ConvertBundles **ret, char *why, size_t why_len)    \
 	{                                                                                          \
 		_Static_assert(sizeof(*((type *)0)->field[0]) == sizeof(MapEntry), "map entry");    \
-		type *m = unpack(&wipe_allocator, len, buf);                                       \
+		type *m = unpack(NULL, len, buf);                                                  \
 		if (!m)                                                                            \
 			return reject(-EBADMSG, why, why_len, "not a valid " what);                \
 		return bundles_from_map(&m->base, (MapEntry **)m->field, m->n_##field, x509, ret,  \
@@ -515,10 +482,8 @@ void agent_jwt_free(AgentJwt *j, size_t n)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		free(j[i].spiffe_id);
-		if (j[i].token) {
-			secret_wipe(j[i].token, strlen(j[i].token));
-			free(j[i].token);
-		}
+		if (j[i].token)
+			secret_free(j[i].token, strlen(j[i].token) + 1);
 		free(j[i].hint);
 	}
 	free(j);
@@ -668,7 +633,7 @@ int convert_jwt_times(const char *token, int64_t *ret_exp, int64_t *ret_iat)
 static int jwt_fill(AgentJwt *j, const char *id, const char *token, const char *hint)
 {
 	j->spiffe_id = strdup(id);
-	j->token = strdup(token);
+	j->token = secret_dup(token, strlen(token) + 1);
 	j->hint = strdup(hint ? hint : "");
 	return j->spiffe_id && j->token && j->hint ? 0 : -ENOMEM;
 }
@@ -676,7 +641,7 @@ static int jwt_fill(AgentJwt *j, const char *id, const char *token, const char *
 int convert_workload_jwt(const uint8_t *buf, size_t len, AgentJwt **ret, size_t *ret_n, char *why,
 			 size_t why_len)
 {
-	JWTSVIDResponse *m = jwtsvidresponse__unpack(&wipe_allocator, len, buf);
+	JWTSVIDResponse *m = jwtsvidresponse__unpack(&secure_allocator, len, buf);
 	if (!m)
 		return reject(-EBADMSG, why, why_len, "not a valid JWTSVIDResponse");
 	size_t cnt = m->n_svids;
@@ -694,7 +659,7 @@ int convert_workload_jwt(const uint8_t *buf, size_t len, AgentJwt **ret, size_t 
 			r = reject(-EINVAL, why, why_len, "svids[%zu] (%s): token is not a JWT", n,
 				   s->spiffe_id);
 	}
-	protobuf_c_message_free_unpacked(&m->base, &wipe_allocator);
+	protobuf_c_message_free_unpacked(&m->base, &secure_allocator);
 	if (r < 0) {
 		agent_jwt_free(j, n + 1 <= cnt ? n + 1 : n);
 		return r;
@@ -709,7 +674,7 @@ int convert_delegated_jwt(const uint8_t *buf, size_t len, AgentJwt **ret, size_t
 {
 	Spire__Api__Agent__Delegatedidentity__V1__FetchJWTSVIDsResponse *m =
 		spire__api__agent__delegatedidentity__v1__fetch_jwtsvids_response__unpack(
-			&wipe_allocator, len, buf);
+			&secure_allocator, len, buf);
 	if (!m)
 		return reject(-EBADMSG, why, why_len, "not a valid FetchJWTSVIDsResponse");
 	size_t cnt = m->n_svids;
@@ -732,7 +697,7 @@ int convert_delegated_jwt(const uint8_t *buf, size_t len, AgentJwt **ret, size_t
 		j[n].expires_at = s->expires_at;
 		j[n].issued_at = s->issued_at;
 	}
-	protobuf_c_message_free_unpacked(&m->base, &wipe_allocator);
+	protobuf_c_message_free_unpacked(&m->base, &secure_allocator);
 	if (r < 0) {
 		agent_jwt_free(j, n + 1 <= cnt ? n + 1 : n);
 		return r;

@@ -16,7 +16,7 @@
 #include "cleanup.h"
 #include "svid_types.h"
 
-#define CONVERT_MAX_HINT 1024 /* protocols.md: hints are kept to 1024 bytes */
+#define CONVERT_MAX_HINT 1024 /* a longer hint is rejected */
 
 typedef struct ConvertX509 ConvertX509;
 typedef struct ConvertBundles ConvertBundles;

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <time.h>
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
@@ -59,6 +58,7 @@ struct AgentSub {
 	size_t request_len;
 	GrpcMessageFn on_message;
 	void *ctx;
+	bool secret; /* messages may carry keys: received into the secure heap */
 	Backoff *backoff;
 
 	/* The current call; non-NULL exactly while pending > 0. */
@@ -380,33 +380,85 @@ static void sub_tag_done(AgentSub *s)
 		sub_call_done(s);
 }
 
-/* Hands one received message to the stream's handler, outside the lock, then wipes every copy
- * of it that this process controls (it may carry a private key). */
+/* ---- received messages ---- */
+
+/* Wipes every byte of a byte buffer's slices in place: they point into the transport's read
+ * buffers (or hold small pieces inline in the slice itself), so this wipes gRPC's own copy. */
+static void message_wipe(grpc_byte_buffer *bb)
+{
+	grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+	for (size_t i = 0; i < sb->count; i++)
+		secret_wipe(GRPC_SLICE_START_PTR(sb->slices[i]), GRPC_SLICE_LENGTH(sb->slices[i]));
+}
+
+static void message_discard(grpc_byte_buffer *bb)
+{
+	if (!bb)
+		return;
+	message_wipe(bb);
+	grpc_byte_buffer_destroy(bb);
+}
+
+/* Copies a received message straight from its slices into one buffer, from the secure heap when
+ * it may carry a key (never through grpc_byte_buffer_reader_readall, whose flat copy of a
+ * multi-slice message would be ordinary memory), then wipes the slices it copied from.
+ * -ENOMEM, or -EPROTONOSUPPORT for a compressed message. The caller still owns (and destroys)
+ * bb. Copies that gRPC makes before the message reaches us are out of reach: see
+ * docs/agent-client.md. */
+static int message_take(grpc_byte_buffer *bb, bool secret, uint8_t **ret, size_t *ret_len)
+{
+	/* gRPC 1.51's own filter decompresses before a message reaches us; should a compressed
+	 * one get through all the same (the peer decides), it is refused, not decompressed. */
+	if (bb->data.raw.compression != GRPC_COMPRESS_NONE) {
+		message_wipe(bb);
+		return -EPROTONOSUPPORT;
+	}
+	grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+	size_t len = sb->length;
+	uint8_t *buf = secret ? secret_alloc(len) : malloc(len ? len : 1);
+	for (size_t i = 0, off = 0; buf && i < sb->count; i++) {
+		size_t n = GRPC_SLICE_LENGTH(sb->slices[i]);
+		memcpy(buf + off, GRPC_SLICE_START_PTR(sb->slices[i]), n);
+		off += n;
+	}
+	message_wipe(bb);
+	if (!buf)
+		return -ENOMEM;
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+static void message_free(uint8_t *buf, size_t len, bool secret)
+{
+	if (secret)
+		secret_free(buf, len);
+	else
+		free(buf);
+}
+
+/* Hands one received message to the stream's handler, outside the lock. */
 static int deliver(AgentSub *s, grpc_byte_buffer *bb, bool skip, char *why, size_t why_len)
 {
-	grpc_byte_buffer_reader r;
-	int ret;
+	uint8_t *buf;
+	size_t len;
+	int r = message_take(bb, s->secret, &buf, &len);
 
-	if (!grpc_byte_buffer_reader_init(&r, bb)) {
-		snprintf(why, why_len, "cannot read the message (bad compression?)");
-		return -EBADMSG;
+	if (r < 0) {
+		if (r == -ENOMEM)
+			snprintf(why, why_len, "no %smemory for a message of %zu bytes",
+				 s->secret ? "secure " : "", grpc_byte_buffer_length(bb));
+		else
+			snprintf(why, why_len, "compressed message refused");
+		return r;
 	}
-	grpc_slice flat = grpc_byte_buffer_reader_readall(&r);
-	grpc_byte_buffer_reader_destroy(&r);
-	ret = skip ? 0
-		   : s->on_message(s->ctx, GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat), why,
-				   why_len);
-	secret_wipe(GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat));
-	grpc_slice_unref(flat);
-	if (grpc_byte_buffer_reader_init(&r, bb)) {
-		grpc_slice part;
-		while (grpc_byte_buffer_reader_next(&r, &part)) {
-			secret_wipe(GRPC_SLICE_START_PTR(part), GRPC_SLICE_LENGTH(part));
-			grpc_slice_unref(part);
-		}
-		grpc_byte_buffer_reader_destroy(&r);
-	}
-	return ret;
+	if (!skip)
+		r = s->on_message(s->ctx, buf, len, why, why_len);
+	message_free(buf, len, s->secret);
+	/* The decoder, the store's checks and OpenSSL ran below this frame with the key. */
+	if (s->secret)
+		secret_scrub_stack();
+	return r;
 }
 
 /* ---- the CQ thread ---- */
@@ -420,8 +472,7 @@ static void handle_recv(AgentConn *c, AgentSub *s, bool success)
 	s->recv_buf = NULL;
 	if (!success || !bb) {
 		/* End of stream: the status tag tells why. */
-		if (bb)
-			grpc_byte_buffer_destroy(bb);
+		message_discard(bb);
 		sub_tag_done(s);
 		return;
 	}
@@ -605,7 +656,7 @@ int agent_conn_new(const AgentConnConfig *cfg, AgentConn **ret)
 
 	grpc_init();
 	size_t max_recv = cfg->max_recv_bytes ? cfg->max_recv_bytes : DEFAULT_MAX_RECV;
-	grpc_arg args[6];
+	grpc_arg args[7];
 	memset(args, 0, sizeof(args));
 	/* C core >= 1.57 would send the percent-encoded socket path; strict servers reject it. */
 	args[0].type = GRPC_ARG_STRING;
@@ -629,6 +680,13 @@ int agent_conn_new(const AgentConnConfig *cfg, AgentConn **ret)
 	args[5].type = GRPC_ARG_INTEGER;
 	args[5].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
 	args[5].value.integer = 1;
+	/* Accept only uncompressed messages: a decompressed SVID would pass through zlib's buffers
+	 * in ordinary memory, out of our reach. A peer that compresses anyway gets its call ended
+	 * by gRPC (UNIMPLEMENTED, "Compression algorithm 'gzip' is disabled"), after gRPC's filter
+	 * decompressed the first message (tests/hostile/test-keymem.c). */
+	args[6].type = GRPC_ARG_INTEGER;
+	args[6].key = (char *)GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET;
+	args[6].value.integer = 1 << GRPC_COMPRESS_NONE;
 	grpc_channel_args chargs = {.num_args = ELEMENTSOF(args), .args = args};
 	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
 	c->channel = grpc_channel_create(target, creds, &chargs);
@@ -692,7 +750,7 @@ AgentConn *agent_conn_free(AgentConn *c)
 /* ---- public: subscriptions ---- */
 
 int grpc_conn_subscribe(AgentConn *c, const char *method, uint8_t *request, size_t request_len,
-			GrpcMessageFn fn, void *ctx, AgentSub **ret)
+			bool secret, GrpcMessageFn fn, void *ctx, AgentSub **ret)
 {
 	AgentSub *s = calloc(1, sizeof(*s));
 	int r;
@@ -708,6 +766,7 @@ int grpc_conn_subscribe(AgentConn *c, const char *method, uint8_t *request, size
 	s->request_len = request_len;
 	s->on_message = fn;
 	s->ctx = ctx;
+	s->secret = secret;
 	s->tag_start = (Tag){TAG_START, s};
 	s->tag_recv = (Tag){TAG_RECV, s};
 	s->tag_status = (Tag){TAG_STATUS, s};
@@ -781,10 +840,7 @@ int agent_sub_get_state(AgentSub *s, AgentSubState *ret)
 
 void grpc_conn_response_free(uint8_t *p, size_t len)
 {
-	if (!p)
-		return;
-	secret_wipe(p, len);
-	free(p);
+	secret_free(p, len);
 }
 
 int grpc_conn_unary(AgentConn *c, const char *method, const uint8_t *request, size_t request_len,
@@ -846,29 +902,15 @@ int grpc_conn_unary(AgentConn *c, const char *method, const uint8_t *request, si
 		r = log_error_errno(-EIO, "agent %s: %s: OK without a response message", c->name,
 				    method);
 	else {
-		grpc_byte_buffer_reader rd;
-		if (!grpc_byte_buffer_reader_init(&rd, recv))
-			r = log_error_errno(-EBADMSG, "agent %s: %s: unreadable response", c->name,
-					    method);
-		else {
-			grpc_slice flat = grpc_byte_buffer_reader_readall(&rd);
-			grpc_byte_buffer_reader_destroy(&rd);
-			size_t n = GRPC_SLICE_LENGTH(flat);
-			uint8_t *copy = malloc(n ? n : 1);
-			if (copy) {
-				memcpy(copy, GRPC_SLICE_START_PTR(flat), n);
-				*ret = copy;
-				*ret_len = n;
-			} else
-				r = log_error_errno(-ENOMEM, "agent %s: %s: out of memory", c->name,
-						    method);
-			secret_wipe(GRPC_SLICE_START_PTR(flat), n);
-			grpc_slice_unref(flat);
-		}
+		r = message_take(recv, true, ret, ret_len);
+		if (r < 0)
+			log_error_errno(r, "agent %s: %s: %s", c->name, method,
+					r == -ENOMEM ? "no secure memory for the response"
+						     : "compressed response refused");
 	}
 
-	if (recv)
-		grpc_byte_buffer_destroy(recv);
+	message_discard(recv);
+	secret_scrub_stack();
 	grpc_byte_buffer_destroy(send);
 	grpc_slice_unref(details);
 	gpr_free((void *)error_string);

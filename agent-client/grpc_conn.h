@@ -18,13 +18,15 @@ typedef int (*GrpcMessageFn)(void *ctx, const uint8_t *buf, size_t len, char *wh
 			     size_t why_len);
 
 /* Starts a server stream on method (a static string such as "/SpiffeWorkloadAPI/FetchX509SVID").
- * Takes ownership of request (malloc'ed) and ctx (released with free()), also on failure. */
+ * Takes ownership of request (malloc'ed) and ctx (released with free()), also on failure.
+ * secret: the messages may carry keys, so fn gets them in secure memory (common/secret.h),
+ * copied straight from gRPC's slices, which are wiped; the buffer is wiped after fn returns. */
 int grpc_conn_subscribe(AgentConn *c, const char *method, uint8_t *request, size_t request_len,
-			GrpcMessageFn fn, void *ctx, AgentSub **ret);
+			bool secret, GrpcMessageFn fn, void *ctx, AgentSub **ret);
 
-/* One unary call, blocking up to timeout_ms. On success *ret is a malloc'ed copy of the response
- * (it may hold tokens: release it with grpc_conn_response_free). Errors: see grpc_status_to_errno;
- * the failure is logged once here. */
+/* One unary call, blocking up to timeout_ms. On success *ret is a copy of the response in
+ * secure memory (it holds tokens: release it with grpc_conn_response_free). Errors: see
+ * grpc_status_to_errno; the failure is logged once here. */
 int grpc_conn_unary(AgentConn *c, const char *method, const uint8_t *request, size_t request_len,
 		    int timeout_ms, uint8_t **ret, size_t *ret_len);
 void grpc_conn_response_free(uint8_t *p, size_t len); /* wipes, then frees; NULL-safe */

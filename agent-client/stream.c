@@ -64,7 +64,7 @@ int stream_subscribe_x509(AgentConn *c, const char *method, uint8_t *request, si
 				       method);
 	}
 	*x = (X509Ctx){convert, fn, userdata};
-	return grpc_conn_subscribe(c, method, request, request_len, x509_on_message, x, ret);
+	return grpc_conn_subscribe(c, method, request, request_len, true, x509_on_message, x, ret);
 }
 
 int stream_subscribe_bundles(AgentConn *c, const char *method, const ProtobufCMessage *request,
@@ -81,5 +81,5 @@ int stream_subscribe_bundles(AgentConn *c, const char *method, const ProtobufCMe
 				       method);
 	}
 	*b = (BundlesCtx){convert, fn, userdata};
-	return grpc_conn_subscribe(c, method, req, len, bundles_on_message, b, ret);
+	return grpc_conn_subscribe(c, method, req, len, false, bundles_on_message, b, ret);
 }

@@ -25,3 +25,26 @@ void secret_set_free_hook(SecretFreeHook hook, void *userdata);
 
 /* Wipes any buffer (stack copies, decoded protobufs) that held key bytes. */
 void secret_wipe(void *p, size_t n);
+
+/* Wipes 32 KiB of stack below the caller's frame: what the functions it called (a decoder,
+ * OpenSSL) left there, including vector registers that were saved on the stack. Call it after
+ * handing key bytes down a call chain. */
+void secret_scrub_stack(void);
+
+/* A ProtobufCAllocator-shaped pair for decoding messages that carry keys: blocks come from the
+ * secure heap and are wiped when freed (the size is kept in a header). */
+void *secret_pb_alloc(void *allocator_data, size_t n);
+void secret_pb_free(void *allocator_data, void *p);
+
+/* OpenSSL copies what it parses into memory of its own (a private key's DER into decoder
+ * buffers that it frees unwiped). secret_openssl_init() routes OpenSSL's allocations through
+ * svidfs so that, between secret_scope_enter() and secret_scope_leave() on a thread, every
+ * allocation OpenSSL makes on that thread comes from the secure heap and is wiped when freed.
+ * It must run before OpenSSL allocates anything (first thing in main): -EBUSY otherwise, and
+ * scopes then change nothing. Without a secure heap, scopes change nothing either (mlockall
+ * covers everything then). Outside a scope OpenSSL allocates from malloc as before. */
+int secret_openssl_init(void);
+unsigned secret_scope_enter(void);         /* returns the new nesting depth */
+void secret_scope_leave(unsigned *depth);  /* for _cleanup_(secret_scope_leave) */
+/* Whether OpenSSL allocations on this thread currently go to the secure heap. */
+bool secret_scope_active(void);

@@ -1033,6 +1033,8 @@ int main(int argc, char **argv)
 	char *error = NULL;
 	int r;
 
+	/* Before anything can make OpenSSL allocate: its key parsing then stays in locked memory. */
+	int ossl_r = secret_openssl_init();
 	log_set_ident("svidfs");
 	r = config_load(argc, argv, &cfg, &error);
 	if (r != 0) {
@@ -1048,6 +1050,9 @@ int main(int argc, char **argv)
 	if (r < 0)
 		log_warning_errno(r, "key memory could not be locked (RLIMIT_MEMLOCK?); "
 				     "keys are still wiped on release");
+	if (ossl_r < 0)
+		log_warning_errno(ossl_r, "OpenSSL allocated memory before start-up; its copies of "
+					  "parsed keys are not kept in locked memory");
 	log_info("agents: %zu, mountpoint %s, state %s, control %s", cfg.n_agents, cfg.mountpoint,
 		 cfg.state_dir, cfg.control_socket);
 	r = run(&cfg);

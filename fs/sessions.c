@@ -18,11 +18,17 @@
 #include "macro.h"
 #include "sessions.h"
 #include "ledger.h"
+#include "memtrim.h"
 #include "tree.h"
 #include "util.h"
 
 #define SELF_SOURCE "workload-api"
 #define TICK_MS 250
+/* Give freed memory back (memtrim.h) after at least 16 removals and 1 s without one, or every
+ * 1,024 removals of a long churn. */
+#define TRIM_MIN_REMOVALS 16
+#define TRIM_QUIET_MS 1000
+#define TRIM_MAX_REMOVALS 1024
 #define STALE_STATUS_S 10 /* re-render status.json this often while a stream is down */
 
 typedef struct Agent {
@@ -92,6 +98,7 @@ struct Sessions {
 	size_t slots_restored;
 	void (*listener)(void *userdata); /* under lock: SVIDs changed or a workload went away */
 	void *listener_userdata;
+	MemTrim *trim;
 };
 
 static int64_t now_s(void)
@@ -593,7 +600,8 @@ int sessions_new(const Config *cfg, SvidStore *store, InodeTable *inodes, Notify
 	s->n_hash = 256;
 	s->hash = calloc(s->n_hash, sizeof *s->hash);
 	s->agents = calloc(cfg->n_agents, sizeof *s->agents);
-	if (!s->hash || !s->agents) {
+	if (!s->hash || !s->agents ||
+	    memtrim_new(TRIM_MIN_REMOVALS, TRIM_QUIET_MS, TRIM_MAX_REMOVALS, &s->trim) < 0) {
 		free(s->hash);
 		free(s->agents);
 		free(s);
@@ -768,6 +776,17 @@ static void tick(Sessions *s)
 	}
 }
 
+/* After a burst of removals, the heap memory they freed goes back to the kernel. */
+static void trim_if_due(Sessions *s)
+{
+	if (!memtrim_due(s->trim, (uint64_t)now_ms()))
+		return;
+	int64_t t0 = now_ms();
+	int64_t freed = memtrim_run();
+	log_debug("gave %lld kB of freed memory back to the kernel in %lld ms",
+		  (long long)(freed > 0 ? freed / 1024 : 0), (long long)(now_ms() - t0));
+}
+
 static void *ticker_thread(void *userdata)
 {
 	Sessions *s = userdata;
@@ -776,6 +795,7 @@ static void *ticker_thread(void *userdata)
 	while (!s->stop) {
 		pthread_mutex_unlock(&s->tick_lock);
 		tick(s);
+		trim_if_due(s);
 		pthread_mutex_lock(&s->tick_lock);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -976,6 +996,7 @@ Sessions *sessions_free(Sessions *s)
 	free(s->hash);
 	free(s->by_slot);
 	free(s->agents);
+	memtrim_free(s->trim);
 	pthread_mutex_destroy(&s->ops);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->changed);
@@ -1318,6 +1339,7 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 		notify_poll_wakeup(s->notify, polls[i]);
 	free(polls);
 	wls_free(e);
+	memtrim_note_removal(s->trim, (uint64_t)now_ms());
 	pthread_mutex_unlock(&s->ops);
 	log_info("unregistered %s", name);
 	*ret_refs = 0;

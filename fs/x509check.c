@@ -14,6 +14,7 @@
 #include "cleanup.h"
 #include "macro.h"
 #include "pem.h"
+#include "secret.h"
 #include "x509check.h"
 
 #define SPIFFE_PREFIX "spiffe://"
@@ -290,8 +291,12 @@ static int check_flags(STACK_OF(X509) * sk, char **ret_reason)
 	return 0;
 }
 
+/* OpenSSL's decoders copy the key's DER into buffers of their own and free some unwiped: the
+ * scope puts every allocation OpenSSL makes here in the secure heap, wiped when freed. It is
+ * declared first, so it closes after p8 and pk are freed. */
 static int check_key(X509 *leaf, const uint8_t *key, size_t key_len, char **ret_reason)
 {
+	_cleanup_(secret_scope_leave) unsigned scope = secret_scope_enter();
 	_cleanup_(p8_freep) PKCS8_PRIV_KEY_INFO *p8 = NULL;
 	_cleanup_(pkey_freep) EVP_PKEY *pk = NULL;
 	const unsigned char *p = key;
