@@ -2,11 +2,14 @@
 /* mountinfo.h: a parsed snapshot of a /proc/<pid>/mountinfo table (proc(5)), with the kernel's
  * octal escapes (\040 \011 \012 \134) decoded. Owns the strings of one snapshot; immutable after
  * parsing, so any thread may read a snapshot it holds. Pure: mountinfo_parse() does no I/O and
- * never logs; mountinfo_read() only reads the file. */
+ * never logs; mountinfo_read() only reads the file. The one mountinfo parser of svidfs (is its
+ * mountpoint mounted, and by whom) and svidfs-csi (is a target a bind of the svidfs mount). */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "cleanup.h"
 
 typedef struct MountInfo MountInfo;
 typedef struct MountEntry MountEntry;
@@ -17,6 +20,7 @@ int mountinfo_parse(const char *buf, size_t len, MountInfo **ret);
 /* Reads and parses /proc/self/mountinfo (or path when not NULL). */
 int mountinfo_read(const char *path, MountInfo **ret);
 MountInfo *mountinfo_free(MountInfo *mi); /* NULL-safe, returns NULL */
+DEFINE_CLEANUP_FUNC(MountInfo, mountinfo_free)
 
 size_t mountinfo_count(const MountInfo *mi);
 const MountEntry *mountinfo_entry(const MountInfo *mi, size_t i);

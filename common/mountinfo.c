@@ -36,8 +36,6 @@ MountInfo *mountinfo_free(MountInfo *mi)
 	return NULL;
 }
 
-DEFINE_CLEANUP_FUNC(MountInfo, mountinfo_free)
-
 static int is_octal(char c)
 {
 	return c >= '0' && c <= '7';
