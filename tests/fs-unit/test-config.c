@@ -216,3 +216,33 @@ Test(registration, identity)
 	kv_free(m);
 	registration_free(r);
 }
+
+Test(registration, identity_file_refuses_other_kinds)
+{
+	static const char *const texts[] = {
+	    "kind = self\n",
+	    "kind = pod\npod_uid = 6c1f0a2e-7d3b-4c1e-9a51-0d8e2f4b7a10\n",
+	};
+	for (size_t i = 0; i < 2; i++) {
+		KvMsg *m = NULL;
+		char *err = NULL;
+		const char *why = NULL;
+		Registration *r = (Registration *)0x1;
+		cr_assert_eq(config_parse_kv_file_text(texts[i], &m, &err), 0);
+		cr_assert_eq(registration_from_identity_file(m, &r, &why), -EINVAL);
+		cr_assert_str_eq(why, "kind must be identity");
+		cr_assert_eq(r, (Registration *)0x1, "*ret untouched on failure");
+		kv_free(m);
+	}
+	KvMsg *m = NULL;
+	char *err = NULL;
+	const char *why = NULL;
+	Registration *r = NULL;
+	cr_assert_eq(config_parse_kv_file_text("kind=identity\nname=n\nselector=unix:uid:0\n", &m,
+					       &err),
+		     0);
+	cr_assert_eq(registration_from_identity_file(m, &r, &why), 0);
+	cr_assert_str_eq(r->name, "identities/n");
+	registration_free(r);
+	kv_free(m);
+}
