@@ -128,26 +128,29 @@ stop_daemon
 expect_eq "clean exit after the crash recovery" 0 "$DAEMON_EXIT"
 
 # --- systemd: READY=1 once the mount answers, STATUS=, WATCHDOG=1 at half WATCHDOG_USEC ---
-python3 - "$T/notify.sock" "$T/notify.log" <<'PY' &
-import socket, sys, time
+# The listener logs until $T/notify.stop appears (bounded), so a slow start on a busy machine
+# does not outlive it.
+python3 - "$T/notify.sock" "$T/notify.log" "$T/notify.stop" <<'PY' &
+import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); s.settimeout(0.2)
-end = time.time() + 4
+end = time.time() + 60
 with open(sys.argv[2], "w") as log:
-    while time.time() < end:
+    while time.time() < end and not os.path.exists(sys.argv[3]):
         try:
             log.write(s.recv(4096).decode() + "\n---\n"); log.flush()
         except socket.timeout:
             pass
 PY
 listener=$!
-sleep 0.3
+wait_for test -S "$T/notify.sock"
 NOTIFY_SOCKET=$T/notify.sock WATCHDOG_USEC=1000000 start_daemon "${DAEMON_ARGS[@]}" || exit 1
-sleep 2.5
-check "READY=1 after the mount answered" grep -q '^READY=1' "$T/notify.log"
-check "STATUS= with workload counts" grep -q '^STATUS=.*pod' "$T/notify.log"
-check "WATCHDOG=1 pings at half the interval" test "$(grep -c '^WATCHDOG=1' "$T/notify.log")" -ge 3
+check "READY=1 after the mount answered" wait_for grep -q '^READY=1' "$T/notify.log"
+check "STATUS= with workload counts" wait_for grep -q '^STATUS=.*pod' "$T/notify.log"
+check "WATCHDOG=1 pings at half the interval" \
+	wait_for sh -c "test \$(grep -c '^WATCHDOG=1' '$T/notify.log') -ge 3"
 stop_daemon
+check "STOPPING=1 on SIGTERM" wait_for grep -q '^STOPPING=1' "$T/notify.log"
+touch "$T/notify.stop"
 wait $listener
-check "STOPPING=1 on SIGTERM" grep -q '^STOPPING=1' "$T/notify.log"
 
 finish
