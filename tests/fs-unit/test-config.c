@@ -246,3 +246,23 @@ Test(registration, identity_file_refuses_other_kinds)
 	registration_free(r);
 	kv_free(m);
 }
+
+/* A unit suffix must not wrap the size around 2^64 into the accepted range. */
+Test(config, secure_heap_suffix_does_not_wrap)
+{
+	static const char *const bad[] = {"secure_heap = 17179869185G\n",
+					   "secure_heap = 18014398509482048k\n",
+					   "secure_heap = 17592186044417M\n"};
+	Config c = {};
+	char *err = NULL;
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(config_parse_text(&c, bad[i], "t", &err), -EINVAL, "%s", bad[i]);
+		free(err);
+		err = NULL;
+	}
+	cr_assert_eq(config_parse_text(&c, "secure_heap = 4G\n", "t", &err), 0);
+	cr_assert_eq(c.secure_heap, (size_t)4 << 30);
+	cr_assert_eq(config_parse_text(&c, "secure_heap = 64k\n", "t", &err), 0);
+	cr_assert_eq(c.secure_heap, (size_t)64 << 10);
+	config_done(&c);
+}
