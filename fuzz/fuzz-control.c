@@ -2,9 +2,10 @@
 /* Fuzz target: one control-socket request, as fs/control.c handles it: kv_read_fd() framing
  * from the socket (here a pipe), kv_parse(), the op, and for op=register the registration
  * checks (fs/registration.c) that run before the daemon touches any state. Also checks the
- * round trips the daemon relies on: a parsed message formats back to the same message, and an
+ * round trips the daemon relies on: a parsed message formats back to the same message, an
  * accepted registration persisted (registration_to_kv, as the state directory keeps it) reads
- * back equal. docs/fuzzing.md. */
+ * back equal, and the directory built for it (fs/tree.c) has no two files of one name.
+ * docs/fuzzing.md. */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "kv.h"
 #include "macro.h"
 #include "registration.h"
+#include "tree.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -42,6 +44,43 @@ static void read_framed(const uint8_t *data, size_t size)
 	if (kv_read_fd(p[0], MAX_REQUEST, -1, &m) == 0)
 		kv_free(m);
 	close(p[0]);
+}
+
+/* The directory the daemon builds for it (fs/tree.c) once SVIDs arrive: a lookup finds a node
+ * by (parent, name), so no two nodes may share both. And a JWT audience must come back whole
+ * from its jwt/<audience> file name. */
+static void check_tree(const Registration *reg)
+{
+	static const char *const hints[] = {"", "db"}, *const tds[] = {"example.org", "x.org"};
+	const TreeFacts facts = {.n_svids = 2,
+				 .hints = hints,
+				 .own_trust_domain = tds[0],
+				 .bundle_tds = tds,
+				 .n_bundle_tds = 2,
+				 .jwt_bundle_tds = tds,
+				 .n_jwt_bundle_tds = 2};
+	TreeJwtName jbuf[64];
+	TreeListing *l = NULL;
+	TreeNames names;
+
+	registration_tree_names(reg, jbuf, &names);
+	if (tree_listing_new(&names, &facts, &l) < 0)
+		abort();
+	for (size_t i = 0; i < tree_listing_size(l); i++) {
+		const TreeNode *n = tree_listing_node(l, i);
+		if (tree_listing_find(l, n->parent, n->name) != n)
+			abort();
+	}
+	tree_listing_free(l);
+	for (size_t i = 0; i < reg->n_jwt; i++) {
+		char *enc = NULL, *dec = NULL;
+		if (tree_audience_encode(reg->jwt[i].audience, &enc) < 0)
+			continue; /* too long for a file name: only the registered name serves it */
+		if (tree_audience_decode(enc, &dec) < 0 || !streq(dec, reg->jwt[i].audience))
+			abort();
+		free(enc);
+		free(dec);
+	}
 }
 
 static void check_persisted(const Registration *reg)
@@ -85,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	op = kv_get(m, "op");
 	if (op && streq(op, "register") && registration_from_kv(m, &reg, &why) == 0) {
 		check_persisted(reg);
+		check_tree(reg);
 		registration_free(reg);
 	}
 	kv_free(again);
