@@ -284,14 +284,11 @@ static void csi_seeds(void)
 	r.volume_context = ep;
 	write_seed("csi", "publish-all-attributes", -1, &r.base);
 
+	/* NodeGetVolumeStatsRequest has the same bytes (volume_id = 1, volume_path = 2). */
 	Csi__V1__NodeUnpublishVolumeRequest u = CSI__V1__NODE_UNPUBLISH_VOLUME_REQUEST__INIT;
 	u.volume_id = r.volume_id;
 	u.target_path = target;
-	write_seed("csi", "unpublish", -1, &u.base);
-	Csi__V1__NodeGetVolumeStatsRequest st = CSI__V1__NODE_GET_VOLUME_STATS_REQUEST__INIT;
-	st.volume_id = r.volume_id;
-	st.volume_path = target;
-	write_seed("csi", "volume-stats", -1, &st.base);
+	write_seed("csi", "unpublish-and-stats", -1, &u.base);
 }
 
 int main(int argc, char **argv)
