@@ -39,9 +39,6 @@ name = worker-1
 selector = node:name:worker-1
 key_mode = 0400
 EOF
-# An identities.d file of another kind is refused with a log line (the daemon once freed its
-# registration twice here and died at start).
-printf 'kind = self\n' >"$T/identities.d/wrong-kind.conf"
 start_agent a --auto-k8s -e "spiffe://example.org/node/worker-1 selectors=node:name:worker-1" \
 	-e "spiffe://example.org/svidfs selectors=unix:uid:0" || exit 1
 start_daemon -a "a=unix://$T/a.admin" --workload-socket "unix://$T/a.wl" \
@@ -56,8 +53,6 @@ in_pod() {
 
 check "identities.d: the bare-node identity is served" \
 	wait_for "$CHECK" keymatch "$MNT/identities/worker-1/$KEY"
-check "identities.d: a file with kind=self is refused, the daemon runs on" \
-	grep -q "identity file .*wrong-kind.conf refused: kind must be identity" "$T/svidfs.log"
 check "self/ comes from the Workload API" wait_for "$CHECK" keymatch "$MNT/self/$KEY"
 check "self/ has the daemon's own SPIFFE ID" \
 	sh -c "openssl x509 -in '$MNT/self/$KEY' -noout -ext subjectAltName | grep -q spiffe://example.org/svidfs"
