@@ -612,7 +612,8 @@ int convert_jwt_times(const char *token, int64_t *ret_exp, int64_t *ret_iat)
 			char *e;
 			errno = 0;
 			double d = strtod(p, &e);
-			if (e == p || errno != 0 || d < 0 || d > 9e15)
+			/* Written so that a NaN (which fails every comparison) is refused too. */
+			if (e == p || errno != 0 || !(d >= 0 && d <= 9e15))
 				return -EINVAL;
 			*want = (int64_t)d;
 		}

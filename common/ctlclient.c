@@ -82,7 +82,6 @@ CtlClient *ctl_client_free(CtlClient *c)
 }
 
 DEFINE_CLEANUP_FUNC(CtlClient, ctl_client_free)
-DEFINE_CLEANUP_FUNC(KvMsg, kv_free)
 
 static int write_all(int fd, const char *buf, size_t len)
 {

@@ -213,18 +213,20 @@ static int config_set(void *ud, const char *key, const char *v, char **ret_error
 		char *end;
 		errno = 0;
 		unsigned long long n = strtoull(v, &end, 10);
+		unsigned shift = 0;
 		if (errno || end == v)
 			return set_error(ret_error, -EINVAL, "bad secure_heap size '%s'", v);
 		if (*end == 'k' || *end == 'K')
-			n <<= 10, end++;
+			shift = 10, end++;
 		else if (*end == 'm' || *end == 'M')
-			n <<= 20, end++;
+			shift = 20, end++;
 		else if (*end == 'g' || *end == 'G')
-			n <<= 30, end++;
-		if (*end || n < (64u << 10) || n > (4ull << 30))
+			shift = 30, end++;
+		/* Compare before shifting: a shift could wrap a huge count into the range. */
+		if (*end || n > (4ull << 30) >> shift || (n << shift) < (64u << 10))
 			return set_error(ret_error, -EINVAL,
 					 "secure_heap must be between 64k and 4G, got '%s'", v);
-		c->secure_heap = (size_t)n;
+		c->secure_heap = (size_t)(n << shift);
 		return 0;
 	}
 	if (streq(key, "agent")) {

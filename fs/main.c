@@ -35,6 +35,7 @@
 #include "log.h"
 #include "macro.h"
 #include "minter.h"
+#include "mountinfo.h"
 #include "notify.h"
 #include "secret.h"
 #include "sessions.h"
@@ -44,49 +45,20 @@
 
 DEFINE_CLEANUP_FUNC(KvMsg, kv_free)
 
-/* Decodes the octal escapes of /proc/self/mountinfo fields in place. */
-static void unescape(char *s)
-{
-	char *o = s;
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-			s += 3;
-		} else
-			*o++ = *s;
-	}
-	*o = 0;
-}
-
 /* Whether `path` is a mount point of fstype fuse.svidfs (1), another filesystem (2), or
- * nothing (0). */
+ * nothing (0): the topmost mount there decides. */
 static int mount_kind(const char *path)
 {
-	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096];
-	int kind = 0;
+	_cleanup_(mountinfo_freep) MountInfo *mi = NULL;
+	const MountEntry *e;
+	int r = mountinfo_read(NULL, &mi);
 
-	if (!f)
-		return negative_errno();
-	while (fgets(line, sizeof line, f)) {
-		char *save = NULL, *field[5] = {}, *sep;
-		char *tok = strtok_r(line, " ", &save);
-		for (int i = 0; i < 5 && tok; i++, tok = strtok_r(NULL, " ", &save))
-			field[i] = tok;
-		if (!field[4])
-			continue;
-		unescape(field[4]);
-		if (!streq(field[4], path))
-			continue;
-		/* After the optional fields: " - <fstype> <source> <options>" */
-		sep = tok;
-		while (sep && !streq(sep, "-"))
-			sep = strtok_r(NULL, " ", &save);
-		char *fstype = sep ? strtok_r(NULL, " ", &save) : NULL;
-		kind = fstype && streq(fstype, "fuse.svidfs") ? 1 : 2;
-	}
-	return kind;
+	if (r < 0)
+		return r;
+	e = mountinfo_find_mountpoint(mi, path);
+	if (!e)
+		return 0;
+	return streq(mountinfo_entry_fstype(e), "fuse.svidfs") ? 1 : 2;
 }
 
 /* A crashed run leaves the mount answering ENOTCONN: detach it. A live one is refused. statfs()

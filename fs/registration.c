@@ -283,6 +283,19 @@ int registration_from_kv(const KvMsg *m, Registration **ret, const char **ret_er
 	return 0;
 }
 
+int registration_from_identity_file(const KvMsg *m, Registration **ret, const char **ret_error)
+{
+	_cleanup_(registration_freep) Registration *r = NULL;
+	int k = registration_from_kv(m, &r, ret_error);
+
+	if (k < 0)
+		return k;
+	if (r->kind != REGISTRATION_IDENTITY)
+		return FAIL("kind must be identity");
+	*ret = TAKE_PTR(r);
+	return 0;
+}
+
 void registration_tree_names(const Registration *r, TreeJwtName *buf, TreeNames *ret)
 {
 	size_t n = MIN(r->n_jwt, (size_t)64);

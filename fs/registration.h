@@ -44,6 +44,9 @@ typedef struct Registration {
 /* From a register request or a persisted/identities.d file (op= and ref= are ignored). On
  * -EINVAL, *ret_error says why (static string). */
 int registration_from_kv(const KvMsg *m, Registration **ret, const char **ret_error);
+/* From an identities.d file (config_load_identities names kind=identity when the file does
+ * not): as registration_from_kv, but any other kind is refused (-EINVAL). */
+int registration_from_identity_file(const KvMsg *m, Registration **ret, const char **ret_error);
 /* The registration's own keys (no op=, no ref=), in the format registration_from_kv reads. */
 int registration_to_kv(const Registration *r, KvMsg *m);
 Registration *registration_free(Registration *r); /* NULL-safe */

@@ -923,12 +923,7 @@ int sessions_start(Sessions *s)
 		Registration *reg = NULL;
 		const char *why = NULL;
 		_cleanup_free_ char *ref = NULL;
-		r = registration_from_kv(s->cfg->identities[i], &reg, &why);
-		if (r >= 0 && reg->kind != REGISTRATION_IDENTITY) {
-			registration_free(reg);
-			r = -EINVAL;
-			why = "kind must be identity";
-		}
+		r = registration_from_identity_file(s->cfg->identities[i], &reg, &why);
 		if (r >= 0 && asprintf(&ref, "config:%s", s->cfg->identity_files[i]) < 0)
 			r = -ENOMEM;
 		if (r >= 0)

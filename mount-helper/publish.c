@@ -36,7 +36,6 @@ struct Publisher {
 };
 
 DEFINE_CLEANUP_FUNC(KvMsg, kv_free)
-DEFINE_CLEANUP_FUNC(MountInfo, mountinfo_free)
 DEFINE_CLEANUP_FUNC(VolCtx, volctx_free)
 
 static long long now_ms(void)

@@ -734,6 +734,15 @@ Test(convert, jwt_times)
 	cr_assert_eq(convert_jwt_times("a.b", &exp, &iat), -EINVAL);
 	cr_assert_eq(convert_jwt_times("a.!!.c", &exp, &iat), -EINVAL);
 	cr_assert_eq(convert_jwt_times("a.b.c.d", &exp, &iat), -EINVAL);
+	/* strtod() reads these, but they are no times: a NaN passed the range check and was
+	 * converted to int64_t, which is undefined (fuzz/corpus/agent/crash-jwt-exp-nan). */
+	static const char *const odd[] = {"{\"exp\":nan}", "{\"exp\":NAN}", "{\"iat\":-nan}",
+					  "{\"exp\":inf}", "{\"exp\":1e400}"};
+	for (size_t i = 0; i < ELEMENTSOF(odd); i++) {
+		t = make_jwt(odd[i]);
+		cr_assert_eq(convert_jwt_times(t, &exp, &iat), -EINVAL, "%s", odd[i]);
+		free(t);
+	}
 }
 
 Test(convert, workload_jwt)

@@ -133,13 +133,14 @@ static int ec_coords(EVP_PKEY *key, char **ret_x, char **ret_y)
 {
 	BIGNUM *x = NULL, *y = NULL;
 	uint8_t bx[32], by[32];
+	/* Declared before the first goto: jumping past it would free an indeterminate pointer. */
+	_cleanup_free_ char *sx = NULL;
 	int r = -EINVAL;
 
 	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
 	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &y) != 1 ||
 	    BN_bn2binpad(x, bx, sizeof bx) != 32 || BN_bn2binpad(y, by, sizeof by) != 32)
 		goto out;
-	_cleanup_free_ char *sx = NULL;
 	if ((r = b64url_encode(bx, sizeof bx, &sx)) < 0 || (r = b64url_encode(by, sizeof by, ret_y)) < 0)
 		goto out;
 	*ret_x = TAKE_PTR(sx);

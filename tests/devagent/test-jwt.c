@@ -128,7 +128,7 @@ Test(jwt, jwks_document)
 	/* SPIRE serves standard JWKS (bundleutil.StandardJWKS): no "use" member. */
 	cr_assert(strstr(j, "\",\"crv\":\"P-256\",\"x\":\""));
 	cr_assert_null(strstr(j, "\"use\""));
-	cr_assert_str_eq(j + strlen(j) - 3, "\"}]}" + 1);
+	cr_assert_str_eq(j + strlen(j) - 3, "}]}");
 	free(j);
 	cr_assert_eq(jwks_json(NULL, NULL, 0, &j), 0);
 	cr_assert_str_eq(j, "{\"keys\":[]}");

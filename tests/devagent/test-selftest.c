@@ -53,6 +53,7 @@ static const char *devagent;
 static char dir[64];
 static unsigned test_no, failures;
 
+static void ok(bool cond, const char *fmt, ...) _printf_(2, 3);
 static void ok(bool cond, const char *fmt, ...)
 {
 	va_list ap;
@@ -123,6 +124,7 @@ static int stop_agent(Agent *a)
 }
 
 /* Runs `devagent ctl --control sock ARGS...`, returns its exit code; output into out. */
+static int ctl(const Agent *a, char *out, size_t outlen, const char *fmt, ...) _printf_(4, 5);
 static int ctl(const Agent *a, char *out, size_t outlen, const char *fmt, ...)
 {
 	char args[512], cmd[1024];

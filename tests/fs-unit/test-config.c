@@ -269,3 +269,53 @@ Test(registration, identity)
 	kv_free(m);
 	registration_free(r);
 }
+
+Test(registration, identity_file_refuses_other_kinds)
+{
+	static const char *const texts[] = {
+	    "kind = self\n",
+	    "kind = pod\npod_uid = 6c1f0a2e-7d3b-4c1e-9a51-0d8e2f4b7a10\n",
+	};
+	for (size_t i = 0; i < 2; i++) {
+		KvMsg *m = NULL;
+		char *err = NULL;
+		const char *why = NULL;
+		Registration *r = (Registration *)0x1;
+		cr_assert_eq(config_parse_kv_file_text(texts[i], &m, &err), 0);
+		cr_assert_eq(registration_from_identity_file(m, &r, &why), -EINVAL);
+		cr_assert_str_eq(why, "kind must be identity");
+		cr_assert_eq(r, (Registration *)0x1, "*ret untouched on failure");
+		kv_free(m);
+	}
+	KvMsg *m = NULL;
+	char *err = NULL;
+	const char *why = NULL;
+	Registration *r = NULL;
+	cr_assert_eq(config_parse_kv_file_text("kind=identity\nname=n\nselector=unix:uid:0\n", &m,
+					       &err),
+		     0);
+	cr_assert_eq(registration_from_identity_file(m, &r, &why), 0);
+	cr_assert_str_eq(r->name, "identities/n");
+	registration_free(r);
+	kv_free(m);
+}
+
+/* A unit suffix must not wrap the size around 2^64 into the accepted range. */
+Test(config, secure_heap_suffix_does_not_wrap)
+{
+	static const char *const bad[] = {"secure_heap = 17179869185G\n",
+					   "secure_heap = 18014398509482048k\n",
+					   "secure_heap = 17592186044417M\n"};
+	Config c = {};
+	char *err = NULL;
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(config_parse_text(&c, bad[i], "t", &err), -EINVAL, "%s", bad[i]);
+		free(err);
+		err = NULL;
+	}
+	cr_assert_eq(config_parse_text(&c, "secure_heap = 4G\n", "t", &err), 0);
+	cr_assert_eq(c.secure_heap, (size_t)4 << 30);
+	cr_assert_eq(config_parse_text(&c, "secure_heap = 64k\n", "t", &err), 0);
+	cr_assert_eq(c.secure_heap, (size_t)64 << 10);
+	config_done(&c);
+}

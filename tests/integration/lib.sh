@@ -48,7 +48,8 @@ cleanup() {
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$p" 2>/dev/null
 	done
-	if mountpoint -q "$MNT" 2>/dev/null; then umount -l "$MNT" 2>/dev/null; fi
+	# Unconditionally: mountpoint(1) cannot stat a crashed daemon's mount (ENOTCONN).
+	umount -l "$MNT" 2>/dev/null
 	for c in $CGROUPS; do rmdir "$c" 2>/dev/null; done
 	if [ "${KEEP_TMP:-}" = "" ]; then rm -rf "$T"; fi
 }

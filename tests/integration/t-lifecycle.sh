@@ -9,7 +9,14 @@
 
 start_agent a --auto-k8s -e "spiffe://example.org/node/db selectors=node:name:db" || exit 1
 DAEMON_ARGS=(-a "a=unix://$T/a.admin")
+# An identities.d file of another kind is refused with a log line (the daemon freed its
+# registration twice there and died at start).
+mkdir -p "$T/identities.d"
+printf 'kind = self\n' >"$T/identities.d/wrong-kind.conf"
 start_daemon "${DAEMON_ARGS[@]}" || exit 1
+check "identities.d: a file with kind=self is refused, the daemon runs on" \
+	wait_for grep -q "identity file .*wrong-kind.conf refused: kind must be identity" "$T/svidfs.log"
+rm "$T/identities.d/wrong-kind.conf"
 KEY=credential-bundle.private-key.pem
 refs_of() { ctl status "$1" | awk '$1 == "refs" { print $2 }'; }
 
@@ -80,6 +87,47 @@ check "a new daemon cleaned the stale mount and serves again" wait_for "$CHECK" 
 check "the stale mount was logged" grep -q "detached a stale svidfs mount" "$T/svidfs.log"
 check "a second daemon on a live mount is refused" \
 	not "$SVIDFS" -m "$MNT" --state-dir "$T/state2" --control-socket "$T/control2.sock" -a "a=unix://$T/a.admin"
+# A later mount whose mountinfo line is longer than 4096 bytes, cut so that its second 4096-byte
+# piece reads like a mount of $MNT (its source is "$MNT"). svidfs once read mountinfo in 4096-byte
+# lines, took that piece for the topmost mount at $MNT and mounted a second daemon over the first.
+LONG=$(python3 - "$T/long" "$MNT" <<'PY'
+import os, subprocess, sys
+base, src = sys.argv[1], sys.argv[2]
+def line_of(mp):
+    for l in open("/proc/self/mountinfo"):
+        if l.split(" ")[4] == mp:
+            return l
+def path_of(n):  # n bytes, components of at most 200 (never an empty last one)
+    p = base
+    while len(p) < n:
+        rem = n - len(p) - 1
+        c = min(200, rem) - (1 if rem - min(200, rem) == 1 else 0)
+        p += "/" + "a" * c
+    return p
+mp = path_of(3900)
+for _ in range(4):
+    os.makedirs(mp, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", src, mp], check=True)
+    line = line_of(mp)
+    if line[4095:].split(" ")[4:5] == [src]:
+        print(mp)
+        sys.exit(0)
+    subprocess.run(["umount", mp], check=True)
+    head = line.index(" " + mp + " ") + 1  # "id parent maj:min root "
+    rest = line[head + len(mp):].split(" ")[1:]  # options, optional fields, -, fstype, source
+    k = rest.index(src)  # tokens before the source: the piece starts 4 tokens before it
+    off = -1 if k < 4 else 1 + sum(len(t) + 1 for t in rest[: k - 4])
+    mp = path_of(4095 - head - off)
+sys.exit(1)
+PY
+)
+[ -n "$LONG" ] && BINDS="$BINDS $LONG"
+check "a later mount with a 4096-byte mountinfo line naming $MNT as its source" test -n "$LONG"
+# (Its own control socket directory, so daemon.lock does not refuse it first.)
+check "... and a second daemon on the live mount is still refused" \
+	sh -c "timeout 20 '$SVIDFS' -m '$MNT' --state-dir '$T/state2' --control-socket '$T/ctl2/control.sock' \
+		-a 'a=unix://$T/a.admin' 2>&1 | grep -q 'already mounted by a running svidfs'"
+[ -n "$LONG" ] && umount "$LONG"
 check "bad configuration is refused with a message" \
 	sh -c "! '$SVIDFS' --agent bad 2>&1 | grep -q 'NAME=URI'; ! '$SVIDFS' --agent bad >/dev/null 2>&1"
 check "--help" sh -c "'$SVIDFS' --help | grep -q mountpoint"
