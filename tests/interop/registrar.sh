@@ -11,8 +11,8 @@ REGISTRAR=${SVIDFS_REGISTRAR:-$("$HERE/build-registrar.sh" --path)}
 if [ ! -x "$REGISTRAR" ]; then
 	TAP_N=$((TAP_N + 1))
 	echo "ok $TAP_N # SKIP registrar: module not served by the Go module proxy"
-	echo "no $REGISTRAR (or set SVIDFS_REGISTRAR): build it with" \
-		"tests/interop/build-registrar.sh <checkout at v2.17.0>" | diag
+	echo "no registrar at $REGISTRAR: build it with" \
+		"tests/interop/build-registrar.sh <checkout at v2.17.0>, or set SVIDFS_REGISTRAR" | diag
 	return 0
 fi
 "$REGISTRAR" --version 2>&1 | sed 's/^/registrar: /' | diag
