@@ -49,11 +49,14 @@ expect_eq "the kubelet side exits 0" 0 "$reg_rc"
 # v2.17.0 logs status="plugin_registered:true", older ones &RegistrationStatus{PluginRegistered:true
 check "the registrar logged kubelet's registration status" grep -Eq \
 	'Received NotifyRegistrationStatus call.*[Pp]lugin_?[Rr]egistered:true' "$T/registrar.log"
-check "the registrar keeps serving after registration" kill -0 "$REG_PID"
+# Running, not a zombie waiting to be reaped (kill -0 succeeds on both).
+reg_alive() { [ "$(awk '{ print $3 }' "/proc/$REG_PID/stat" 2>/dev/null)" != Z ] && kill -0 "$REG_PID"; }
+check "the registrar keeps serving after registration" reg_alive
 check "the registrar's /healthz answers ok (it calls GetInfo on its own socket)" \
 	sh -c "[ \"\$(curl -sS --max-time 10 -w ' %{http_code}' 'http://$REG_HTTP/healthz')\" = 'ok 200' ]"
 kill "$REG_PID" 2>/dev/null
 check "SIGTERM: the registrar removes its registration socket" \
 	spire_wait -t 10 "socket removed" not test -e "$REG_SOCK"
+spire_wait -t 10 "the registrar's exit" not reg_alive || kill -9 "$REG_PID" 2>/dev/null
 wait "$REG_PID"
 expect_eq "SIGTERM: the registrar exits 0" 0 "$?"
