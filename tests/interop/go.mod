@@ -1,6 +1,6 @@
 module svidfs.test/interop
 
-go 1.26
+go 1.26.0
 
 tool github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
 
@@ -9,6 +9,7 @@ require (
 	github.com/spiffe/go-spiffe/v2 v2.9.0
 	github.com/spiffe/spire-api-sdk v1.2.5-0.20250109200630-101d5e7de758
 	google.golang.org/grpc v1.83.1
+	k8s.io/kubelet v0.36.1
 )
 
 require (

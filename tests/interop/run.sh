@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # The real-SPIRE interop suite: the seed's nested topology (tests/interop/spire.sh), svidfs as an
 # authorized delegate of two agents, the real svidfs-csi driven the way kubelet drives it,
-# go-spiffe judging the development agent against SPIRE, and csi-sanity. TAP on stdout, one line
-# per check; run by `tools/dev test-interop` (which builds the peers and prints the summary).
+# go-spiffe judging the development agent against SPIRE, csi-sanity, and node-driver-registrar
+# when built (registrar.sh). TAP on stdout, one line per check; run by `tools/dev test-interop`
+# (which builds the peers and prints the summary).
 #   BUILD=build TOOLS=<dir with spire-server, spire-agent, csi-sanity, interop-check> run.sh
 # ONLY="parity pods ..." runs a subset of the sections (names in the `section` calls below).
 BUILD=$(cd "${BUILD:?BUILD must point at the meson build directory}" && pwd)
@@ -435,12 +436,8 @@ if section csi-sanity "kubernetes-csi csi-sanity against svidfs-csi"; then
 	. "$HERE/csi-sanity.sh"
 fi
 
-if section registrar "kubernetes-csi node-driver-registrar against svidfs-csi"; then
-	# Not run: the Go module proxy reachable here answers 403 for every version of
-	# github.com/kubernetes-csi/node-driver-registrar (v2.10-v2.15 tried), and the suite
-	# builds its peers only from pinned, served modules. csi-sanity covers the handshake's
-	# plugin side (GetPluginInfo, NodeGetInfo).
-	echo "csi-node-driver-registrar: not run (its module is not served by the Go module proxy)" | diag
+if section registrar "kubernetes-csi csi-node-driver-registrar: kubelet's registration handshake"; then
+	. "$HERE/registrar.sh"
 fi
 
 if section teardown "unpublish and clean exit"; then

@@ -14,6 +14,7 @@
 //	interop-check jwt-verify -token FILE -jwks FILE -trust-domain TD -audience AUD
 //	interop-check csi-publish|csi-unpublish -endpoint unix:///csi.sock -kubelet-root DIR
 //	            -pod-uid U [-namespace N -pod-name P -service-account S -attr k=v ...]
+//	interop-check kubelet-register -socket DIR/<driver>-reg.sock   (node-driver-registrar)
 //
 // The exit status is 0 when the profile was printed (it may contain ERROR lines), 2 on usage.
 package main
@@ -608,7 +609,7 @@ func firstSVID(args []string) int {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: interop-check workload|delegated|first-svid|csi-publish|csi-unpublish [flags]")
+		fmt.Fprintln(os.Stderr, "usage: interop-check workload|delegated|first-svid|readers|jwt-verify|csi-publish|csi-unpublish|kubelet-register [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -626,6 +627,8 @@ func main() {
 		os.Exit(csiCall(os.Args[2:], true))
 	case "csi-unpublish":
 		os.Exit(csiCall(os.Args[2:], false))
+	case "kubelet-register":
+		os.Exit(kubeletRegister(os.Args[2:]))
 	}
 	fmt.Fprintln(os.Stderr, "unknown command", os.Args[1])
 	os.Exit(2)
