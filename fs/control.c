@@ -29,14 +29,12 @@
 #define READ_CHUNK 4096
 
 DEFINE_CLEANUP_FUNC(KvMsg, kv_free)
-DEFINE_CLEANUP_FUNC(SvidSet, svid_set_unref)
 
 static void *mfree(void *p)
 {
 	free(p);
 	return NULL;
 }
-DEFINE_CLEANUP_FUNC(Workload, workload_unref)
 
 typedef enum ConnState {
 	CONN_READ,  /* waiting for (the rest of) a request; the idle timer runs */
@@ -183,7 +181,7 @@ static int op_unregister(Control *c, const KvMsg *req, KvMsg *reply)
 
 static void stream_of(Control *c, const char *name, char *agent, size_t al, char *stream, size_t sl)
 {
-	_cleanup_(workload_unrefp) Workload *w = sessions_get(c->ctx.sessions, name);
+	_cleanup_(workload_unrefp) Workload *w = registry_get(c->ctx.registry, name);
 	WorkloadStream ws = {};
 
 	if (w)
@@ -233,7 +231,7 @@ static int op_list(Control *c, KvMsg *reply)
 {
 	char **names = NULL;
 	size_t n = 0;
-	int r = sessions_list_all(c->ctx.sessions, &names, &n);
+	int r = registry_list_all(c->ctx.registry, &names, &n);
 
 	if (r < 0)
 		return reply_error(reply, r, NULL);
@@ -273,9 +271,9 @@ static int op_info(Control *c, KvMsg *reply)
 	kv_addf(reply, "started_at", "%lld", (long long)c->ctx.started_at);
 	kv_addf(reply, "connection_age_s", "%lld", (long long)(mounted ? now - mounted : 0));
 	kv_addf(reply, "takeovers", "%u", takeovers);
-	if (c->ctx.view) {
-		FsViewRecovery rec;
-		fsview_recovery(c->ctx.view, &rec);
+	if (c->ctx.recovery) {
+		RecoveryCounts rec;
+		recovery_counts(c->ctx.recovery, &rec);
 		kv_addf(reply, "recovered_dirs", "%llu", (unsigned long long)rec.dirs);
 		kv_addf(reply, "recovered_files", "%llu", (unsigned long long)rec.served);
 		kv_addf(reply, "recovered_stale", "%llu", (unsigned long long)rec.stale);

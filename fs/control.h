@@ -16,8 +16,9 @@
 #include <stdbool.h>
 
 #include "config.h"
-#include "fsview.h"
 #include "inodes.h"
+#include "recovery.h"
+#include "registry.h"
 #include "sessions.h"
 #include "store.h"
 
@@ -31,10 +32,11 @@ typedef struct Control Control;
 typedef struct ControlContext {
 	const Config *cfg;
 	Sessions *sessions;
+	Registry *registry;
 	SvidStore *store;
 	InodeTable *inodes;
 	int64_t started_at;
-	FsView *view;          /* optional: takeover recovery counters in info */
+	Recovery *recovery; /* optional: takeover recovery counters in info */
 	/* op=shutdown: stop serving; unmount (true) or leave the connection to a keeper. */
 	void (*shutdown)(void *userdata, bool unmount);
 	void *shutdown_userdata;

@@ -26,6 +26,8 @@
 #include "config.h"
 #include "control.h"
 #include "fsview.h"
+#include "recovery.h"
+#include "registry.h"
 #include "fuse_ops.h"
 #include "fuseconn.h"
 #include "handover.h"
@@ -111,6 +113,9 @@ typedef struct Daemon {
 	struct fuse_session *se;
 	Control *control;
 	Sessions *sessions;
+	SessionsAgent *agents; /* the config's, as sessions takes them */
+	Registry *registry;
+	Recovery *recovery;
 	FsView *view;
 	Notify *notify;
 	Minter *minter; /* JWT-SVIDs for lookups, off the FUSE workers */
@@ -515,7 +520,7 @@ static void adopt_wait(Daemon *d)
 	size_t n = 0, missing = 0;
 	struct timespec t0, t1;
 
-	if (d->cfg->adopt_wait_ms == 0 || sessions_list_all(d->sessions, &names, &n) < 0)
+	if (d->cfg->adopt_wait_ms == 0 || registry_list_all(d->registry, &names, &n) < 0)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (size_t i = 0; i < n; i++) {
@@ -767,7 +772,7 @@ static void *ready_thread(void *userdata)
 			control_set_takeovers(d->control, d->takeovers);
 			stash(d);
 			if (d->adopted) {
-				int n = fsview_invalidate_previous(d->view, d->notify);
+				int n = recovery_invalidate_previous(d->recovery);
 				uint64_t first = fuse_conn_first_reply_us(d->conn);
 				if (d->prev_last_reply_us && first > d->prev_last_reply_us)
 					log_info("handover: first reply %.1f ms after the previous "
@@ -786,6 +791,65 @@ static void *ready_thread(void *userdata)
 	}
 	log_error("the mount at %s did not answer", d->cfg->mountpoint);
 	return NULL;
+}
+
+/* ---- wiring the connection's facts into the layers ---- */
+
+static void ledger_record(void *ledger, uint64_t ino, const void *data, size_t len)
+{
+	/* -ENOSPC: the inode is just not recoverable by a successor (it answers ESTALE). */
+	(void)ino_ledger_record(ledger, ino, data, len);
+}
+
+static void ledger_forget(void *ledger, uint64_t ino)
+{
+	(void)ino_ledger_forget(ledger, ino);
+}
+
+static int ledger_find_slot(void *ledger, const char *name, uint32_t *ret_slot,
+			    uint64_t *ret_dir_serial)
+{
+	return ino_ledger_find_workload(ledger, name, ret_slot, ret_dir_serial);
+}
+
+static void ledger_set_slot(void *ledger, uint32_t slot, uint64_t dir_serial, const char *name)
+{
+	(void)ino_ledger_set_workload(ledger, slot, dir_serial, name);
+}
+
+/* The connection is ours (mounted or adopted): its ledger and key go to the layers. */
+static void use_connection(Daemon *d, InodeTable *inodes)
+{
+	const InodeRecorder rec = {ledger_record, ledger_forget, d->ledger};
+	const SessionsSlots slots = {ledger_find_slot, ledger_set_slot, d->ledger};
+
+	inode_table_set_recorder(inodes, &rec);
+	sessions_set_slots(d->sessions, &slots);
+	recovery_set_ledger(d->recovery, d->ledger);
+	fsview_set_recovery(d->view, recovery_recover, d->recovery);
+	fsview_set_connection(d->view, d->ino_key, d->epoch);
+	notify_set_ino_key(d->notify, d->ino_key);
+}
+
+static int sessions_create(Daemon *d, SvidStore *store)
+{
+	const Config *cfg = d->cfg;
+
+	d->agents = calloc(cfg->n_agents ? cfg->n_agents : 1, sizeof *d->agents);
+	if (!d->agents)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_agents; i++)
+		d->agents[i] = (SessionsAgent){cfg->agents[i].name, cfg->agents[i].address};
+	SessionsOptions o = {.agents = d->agents,
+			     .n_agents = cfg->n_agents,
+			     .workload_socket = cfg->workload_socket,
+			     .state_dir = cfg->state_dir,
+			     .failover_ms = cfg->failover_ms,
+			     .secure_heap = cfg->secure_heap,
+			     .identities = cfg->identities,
+			     .identity_files = cfg->identity_files,
+			     .n_identities = cfg->n_identities};
+	return sessions_new(&o, store, d->registry, &d->sessions);
 }
 
 static void access_policy_freep_(AccessPolicy **p)
@@ -849,18 +913,22 @@ static int run(Config *cfg)
 	if (r >= 0)
 		r = notify_new(&d->notify);
 	if (r >= 0)
-		r = sessions_new(cfg, store, inodes, d->notify, &d->sessions);
+		r = registry_new(inodes, d->notify, &d->registry);
 	if (r >= 0)
-		r = fsview_new(d->sessions, store, inodes, policy, d->notify, &d->view);
+		r = sessions_create(d, store);
+	if (r >= 0)
+		r = fsview_new(d->registry, store, inodes, policy, d->notify, &d->view);
+	if (r >= 0)
+		r = recovery_new(d->registry, store, inodes, d->notify, NULL, &d->recovery);
 	if (r >= 0)
 		r = minter_new(mint_fetch, d->sessions, NULL, &d->minter);
 	if (r >= 0)
 		fsview_set_minter(d->view, mint_submit, d->minter);
 	if (r >= 0) {
-		ControlContext cc = {.cfg = cfg, .sessions = d->sessions, .store = store,
-				     .inodes = inodes, .started_at = (int64_t)ts.tv_sec,
-				     .view = d->view, .shutdown = on_control_shutdown,
-				     .shutdown_userdata = d};
+		ControlContext cc = {.cfg = cfg, .sessions = d->sessions, .registry = d->registry,
+				     .store = store, .inodes = inodes,
+				     .started_at = (int64_t)ts.tv_sec, .recovery = d->recovery,
+				     .shutdown = on_control_shutdown, .shutdown_userdata = d};
 		r = control_new(&cc, &d->control);
 	}
 	if (r < 0) {
@@ -878,10 +946,7 @@ static int run(Config *cfg)
 	r = fuse_mount_start(d);
 	if (r < 0)
 		goto out;
-	inode_table_set_ledger(inodes, d->ledger);
-	sessions_set_ledger(d->sessions, d->ledger);
-	fsview_set_connection(d->view, d->ledger, d->ino_key, d->epoch, d->notify);
-	notify_set_ino_key(d->notify, d->ino_key);
+	use_connection(d, inodes);
 	r = notify_start(d->notify, d->se);
 	if (r >= 0)
 		r = sessions_start(d->sessions);
@@ -960,8 +1025,12 @@ out:
 	control_free(d->control);
 	minter_free(d->minter);
 	sessions_free(d->sessions);
-	notify_free(d->notify);
+	free(d->agents);
 	fsview_free(d->view);
+	d->view = NULL;
+	recovery_free(d->recovery);
+	registry_free(d->registry);
+	notify_free(d->notify);
 	if (d->se)
 		fuse_session_destroy(d->se); /* closes the attached fd; the keeper holds a copy */
 	else

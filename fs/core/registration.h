@@ -5,6 +5,8 @@
  * formats, compares; never logs. Not shared between threads while being built. */
 #pragma once
 
+#include "cleanup.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -50,6 +52,7 @@ int registration_from_identity_file(const KvMsg *m, Registration **ret, const ch
 /* The registration's own keys (no op=, no ref=), in the format registration_from_kv reads. */
 int registration_to_kv(const Registration *r, KvMsg *m);
 Registration *registration_free(Registration *r); /* NULL-safe */
+DEFINE_CLEANUP_FUNC(Registration, registration_free)
 bool registration_equal(const Registration *a, const Registration *b);
 /* Borrowed view for tree_listing_new(); jwt points into storage that `buf` provides. */
 void registration_tree_names(const Registration *r, TreeJwtName *buf, TreeNames *ret);

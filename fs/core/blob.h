@@ -6,6 +6,8 @@
  * reference is held. Thread-safe; never logs. */
 #pragma once
 
+#include "cleanup.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +19,7 @@ int svid_blob_new(const void *data, size_t len, bool secret, SvidBlob **ret); /*
 int svid_blob_new_empty(size_t len, bool secret, SvidBlob **ret, uint8_t **ret_data);
 SvidBlob *svid_blob_ref(SvidBlob *b);   /* NULL-safe */
 SvidBlob *svid_blob_unref(SvidBlob *b); /* NULL-safe, returns NULL */
+DEFINE_CLEANUP_FUNC(SvidBlob, svid_blob_unref)
 const uint8_t *svid_blob_data(const SvidBlob *b);
 size_t svid_blob_size(const SvidBlob *b);
 bool svid_blob_is_secret(const SvidBlob *b);

@@ -16,7 +16,7 @@
 #include "blob.h"
 #include "inodes.h"
 #include "notify.h"
-#include "sessions.h"
+#include "registry.h"
 #include "store.h"
 
 struct fuse_pollhandle;
@@ -25,30 +25,21 @@ typedef struct FsView FsView;
 
 #define FSVIEW_TIMEOUT 86400.0 /* entries and attributes of immutable inodes */
 
-int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
+int fsview_new(Registry *reg, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
 	       Notify *notify, FsView **ret);
 FsView *fsview_free(FsView *v);
-/* The connection's facts, set before serving. l (borrowed, may be NULL) records the previous
- * daemon's file inodes (takeover); key (borrowed, may be NULL) wraps every inode number and
- * generation the kernel sees (inokey.h: handles cannot be forged); epoch is this process's
- * input to file generations, so an inode number a new process reuses is a new inode to the
- * kernel; n gets the invalidation of a name whose old inode answered ESTALE. Without a key
- * (unit tests) numbers are plain, directories have generation 1 and files the epoch. */
-struct InoLedger;
+/* The connection's facts, set before serving. key (borrowed, may be NULL) wraps every inode
+ * number and generation the kernel sees (inokey.h: handles cannot be forged); epoch is this
+ * process's input to file generations, so an inode number a new process reuses is a new inode
+ * to the kernel. Without a key (unit tests) numbers are plain, directories have generation 1
+ * and files the epoch. */
 struct InoKey;
-void fsview_set_connection(FsView *v, struct InoLedger *l, const struct InoKey *key,
-			   uint64_t epoch, Notify *n);
-/* Requests for inodes only a previous daemon had handed out. */
-typedef struct FsViewRecovery {
-	uint64_t dirs;   /* workload directories rebuilt from slot and serial */
-	uint64_t served; /* files whose current bytes matched the ledger: served */
-	uint64_t stale;  /* answered ESTALE */
-} FsViewRecovery;
-void fsview_recovery(FsView *v, FsViewRecovery *ret);
-/* After adopting a connection: queues an entry invalidation for every name in every workload
- * directory, so that the kernel's dentries from the previous daemon (cached for a day) are
- * looked up again and reach the current generation. Returns the count queued. */
-int fsview_invalidate_previous(FsView *v, Notify *n);
+void fsview_set_connection(FsView *v, const struct InoKey *key, uint64_t epoch);
+/* A request for an inode this process never handed out (the kernel learned it from a previous
+ * daemon: takeover) calls recover(userdata, ino) once, which adds it to the inode table (0) or
+ * answers -ESTALE or -ENOENT. The takeover layer's recovery.h provides it. */
+typedef int (*FsRecoverFn)(void *userdata, uint64_t ino);
+void fsview_set_recovery(FsView *v, FsRecoverFn recover, void *userdata);
 
 /* Every inode number in and out of these functions is the kernel's (wrapped) number. */
 typedef struct FsEntry {

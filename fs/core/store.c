@@ -15,7 +15,6 @@
 #include "store.h"
 #include "x509check.h"
 
-DEFINE_CLEANUP_FUNC(SvidBlob, svid_blob_unref)
 
 #define JWT_CACHE_MAX SVID_JWT_AUDIENCES_MAX /* per workload; the least fresh is evicted */
 
@@ -302,7 +301,6 @@ SvidSet *svid_set_unref(SvidSet *set)
 	free(set);
 	return NULL;
 }
-DEFINE_CLEANUP_FUNC(SvidSet, svid_set_unref)
 
 static bool tds_contains(const char **v, size_t n, const char *td)
 {

@@ -5,6 +5,8 @@
  * and is immutable afterwards; any thread may use it. Never logs, no I/O. */
 #pragma once
 
+#include "cleanup.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -87,6 +89,7 @@ typedef struct TreeListing TreeListing;
 
 int tree_listing_new(const TreeNames *names, const TreeFacts *facts, TreeListing **ret);
 TreeListing *tree_listing_free(TreeListing *l); /* NULL-safe */
+DEFINE_CLEANUP_FUNC(TreeListing, tree_listing_free)
 size_t tree_listing_size(const TreeListing *l);
 const TreeNode *tree_listing_node(const TreeListing *l, size_t i); /* in listing order */
 const TreeNode *tree_listing_by_id(const TreeListing *l, uint16_t id);

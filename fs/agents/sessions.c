@@ -17,7 +17,6 @@
 #include "log.h"
 #include "macro.h"
 #include "sessions.h"
-#include "ledger.h"
 #include "memtrim.h"
 #include "tree.h"
 #include "util.h"
@@ -32,7 +31,7 @@
 #define STALE_STATUS_S 10 /* re-render status.json this often while a stream is down */
 
 typedef struct Agent {
-	char *name;
+	const char *name;
 	AgentConn *conn;
 	AgentSub *x509_bundles, *jwt_bundles;
 	struct Sessions *s;
@@ -71,10 +70,9 @@ typedef struct Wls {
 } Wls;
 
 struct Sessions {
-	const Config *cfg;
+	SessionsOptions o;
 	SvidStore *store;
-	InodeTable *inodes;
-	Notify *notify;
+	Registry *registry;
 	Agent *agents;
 	size_t n_agents;
 	AgentConn *self_conn;
@@ -85,8 +83,6 @@ struct Sessions {
 	pthread_cond_t changed;
 	Wls **hash;
 	size_t n_hash, n;
-	Wls **by_slot;
-	size_t n_slots;
 	uint64_t epoch;
 
 	pthread_t ticker;
@@ -94,8 +90,7 @@ struct Sessions {
 	pthread_mutex_t tick_lock;
 	pthread_cond_t tick_cond;
 	uint64_t watchdog_usec;
-	InoLedger *ledger; /* optional: slot table for a successor daemon */
-	size_t slots_restored;
+	SessionsSlots slots; /* optional: slots remembered across a takeover */
 	void (*listener)(void *userdata); /* under lock: SVIDs changed or a workload went away */
 	void *listener_userdata;
 	MemTrim *trim;
@@ -149,37 +144,20 @@ static void hash_grow(Sessions *s)
 	s->n_hash = nb;
 }
 
-static int registry_insert(Sessions *s, Wls *e)
+static void wls_insert(Sessions *s, Wls *e)
 {
-	uint32_t slot = workload_slot(e->w);
-
-	if (slot >= s->n_slots) {
-		size_t n = MAX((size_t)slot + 1, s->n_slots * 2);
-		Wls **p = realloc(s->by_slot, n * sizeof *p);
-		if (!p)
-			return -ENOMEM;
-		memset(p + s->n_slots, 0, (n - s->n_slots) * sizeof *p);
-		s->by_slot = p;
-		s->n_slots = n;
-	}
 	Wls **h = hash_find(s, workload_name(e->w));
 	e->next_hash = NULL;
 	*h = e;
-	s->by_slot[slot] = e;
-	s->n++;
-	if (s->n > s->n_hash)
+	if (++s->n > s->n_hash)
 		hash_grow(s);
-	return 0;
 }
 
-static void registry_remove(Sessions *s, Wls *e)
+static void wls_remove(Sessions *s, Wls *e)
 {
 	Wls **h = hash_find(s, workload_name(e->w));
 	if (*h == e)
 		*h = e->next_hash;
-	uint32_t slot = workload_slot(e->w);
-	if (slot < s->n_slots && s->by_slot[slot] == e)
-		s->by_slot[slot] = NULL;
 	s->n--;
 }
 
@@ -262,45 +240,15 @@ static void on_store_change(void *userdata, const char *name, uint32_t slot, uin
 			    bool removed)
 {
 	Sessions *s = userdata;
-	_cleanup_free_ char **names = NULL;
-	_cleanup_free_ struct fuse_pollhandle **polls = NULL;
-	size_t n_names = 0, n_polls = 0;
-	Workload *w = NULL;
 
 	if (removed)
-		return; /* sessions_unregister invalidates the directory itself */
+		return; /* sessions_unregister removed the directory itself */
 	pthread_mutex_lock(&s->lock);
-	Wls *e = *hash_find(s, name);
-	if (e)
-		w = workload_ref(e->w);
 	pthread_cond_broadcast(&s->changed);
 	if (s->listener)
 		s->listener(s->listener_userdata);
 	pthread_mutex_unlock(&s->lock);
-	if (!w)
-		return;
-	/* The bytes are already swapped in; now the kernel may drop the old names. */
-	if (workload_set_generation(w, generation, now_s(), &names, &n_names, &polls, &n_polls) >=
-	    0) {
-		uint64_t dir = workload_dir_ino(w);
-		for (size_t i = 0; i < n_names; i++) {
-			notify_inval_entry(s->notify, dir, names[i]);
-			free(names[i]);
-		}
-		/* The listing may have changed too (bundle files, svids/): without opendir the
-		 * kernel caches it with the directory's pages; dropping them drops it. */
-		notify_inval_inode(s->notify, dir);
-		for (size_t i = 0; i < n_polls; i++)
-			notify_poll_wakeup(s->notify, polls[i]);
-	}
-	workload_unref(w);
-}
-
-static uint64_t parent_dir_ino(const Registration *r)
-{
-	return r->kind == REGISTRATION_POD	  ? TREE_INO_PODS
-	       : r->kind == REGISTRATION_IDENTITY ? TREE_INO_IDENTITIES
-						  : TREE_INO_ROOT;
+	registry_generation_changed(s->registry, name, generation);
 }
 
 /* ---- subscriptions ---- */
@@ -490,10 +438,8 @@ static int switch_agent(Sessions *s, const char *name, ssize_t pos)
 			 have_state ? stream_text(s, &st, NULL, false, text, sizeof text)
 				    : "connecting");
 		ws.last_message_at = have_state ? st.last_message_at : 0;
-		if (workload_set_stream(w, &ws)) {
-			workload_bump_status(w);
-			notify_inval_entry(s->notify, workload_dir_ino(w), "status.json");
-		}
+		if (workload_set_stream(w, &ws))
+			registry_status_changed(s->registry, w);
 		workload_unref(w);
 	}
 	agent_sub_cancel(sub); /* removed or switched meanwhile */
@@ -522,7 +468,7 @@ static int state_path(Sessions *s, const Registration *r, char **ret)
 	int k = registration_state_file(r, &file);
 	if (k < 0)
 		return k;
-	if (asprintf(ret, "%s/registrations/%s", s->cfg->state_dir, file) < 0)
+	if (asprintf(ret, "%s/registrations/%s", s->o.state_dir, file) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -545,7 +491,7 @@ static int persist(Sessions *s, const Registration *r, const WlsRef *refs, size_
 			return log_error_errno(negative_errno(), "cannot remove %s", path);
 		return 0;
 	}
-	if (asprintf(&dir, "%s/registrations", s->cfg->state_dir) < 0 ||
+	if (asprintf(&dir, "%s/registrations", s->o.state_dir) < 0 ||
 	    asprintf(&tmp, "%s.tmp", path) < 0)
 		return log_error_errno(-ENOMEM, "cannot persist %s", r->name);
 	k = mkdir_p(dir, 0755, 0700);
@@ -586,20 +532,18 @@ static int persist(Sessions *s, const Registration *r, const WlsRef *refs, size_
 
 /* ---- public ---- */
 
-int sessions_new(const Config *cfg, SvidStore *store, InodeTable *inodes, Notify *notify,
-		 Sessions **ret)
+int sessions_new(const SessionsOptions *o, SvidStore *store, Registry *reg, Sessions **ret)
 {
 	Sessions *s = calloc(1, sizeof *s);
 
 	if (!s)
 		return -ENOMEM;
-	s->cfg = cfg;
+	s->o = *o;
 	s->store = store;
-	s->inodes = inodes;
-	s->notify = notify;
+	s->registry = reg;
 	s->n_hash = 256;
 	s->hash = calloc(s->n_hash, sizeof *s->hash);
-	s->agents = calloc(cfg->n_agents, sizeof *s->agents);
+	s->agents = calloc(o->n_agents, sizeof *s->agents);
 	if (!s->hash || !s->agents ||
 	    memtrim_new(TRIM_MIN_REMOVALS, TRIM_QUIET_MS, TRIM_MAX_REMOVALS, &s->trim) < 0) {
 		free(s->hash);
@@ -607,9 +551,9 @@ int sessions_new(const Config *cfg, SvidStore *store, InodeTable *inodes, Notify
 		free(s);
 		return -ENOMEM;
 	}
-	s->n_agents = cfg->n_agents;
+	s->n_agents = o->n_agents;
 	for (size_t i = 0; i < s->n_agents; i++) {
-		s->agents[i].name = cfg->agents[i].name;
+		s->agents[i].name = o->agents[i].name;
 		s->agents[i].s = s;
 	}
 	pthread_mutex_init(&s->ops, NULL);
@@ -658,7 +602,7 @@ static void tick(Sessions *s)
 			a->changed_ms = ms;
 		}
 		bool healthy = a->healthy;
-		if (raw != a->healthy && ms - a->changed_ms >= (int64_t)s->cfg->failover_ms)
+		if (raw != a->healthy && ms - a->changed_ms >= (int64_t)s->o.failover_ms)
 			healthy = raw;
 		if (healthy != a->healthy) {
 			log_full_errno(healthy ? LOG_NOTICE : LOG_WARNING, 0, "agent %s is %s",
@@ -669,7 +613,7 @@ static void tick(Sessions *s)
 		}
 	}
 
-	if (sessions_list_all(s, &names, &n) < 0)
+	if (registry_list_all(s->registry, &names, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		ssize_t want = -1, cur = -1;
@@ -737,9 +681,8 @@ static void tick(Sessions *s)
 			if (!changed && expiry_check && expired_since_render(s, w, now))
 				changed = true; /* an SVID expired: status.json flags it */
 			if (changed) {
-				workload_bump_status(w);
 				workload_status_touch(w, now);
-				notify_inval_entry(s->notify, workload_dir_ino(w), "status.json");
+				registry_status_changed(s->registry, w);
 			}
 			workload_unref(w);
 		}
@@ -756,12 +699,12 @@ static void tick(Sessions *s)
 	/* Keys that do not fit the locked heap cannot be stored or rendered: say so early. */
 	static bool heap_warned;
 	size_t used = CRYPTO_secure_used();
-	if (CRYPTO_secure_malloc_initialized() && used > s->cfg->secure_heap / 10 * 9) {
+	if (CRYPTO_secure_malloc_initialized() && used > s->o.secure_heap / 10 * 9) {
 		if (!heap_warned)
 			log_warning("secure heap %zu of %zu bytes used: raise secure_heap", used,
-				    s->cfg->secure_heap);
+				    s->o.secure_heap);
 		heap_warned = true;
-	} else if (used < s->cfg->secure_heap / 10 * 8)
+	} else if (used < s->o.secure_heap / 10 * 8)
 		heap_warned = false;
 
 	size_t pods, ids, ready;
@@ -818,7 +761,7 @@ static int load_persisted(Sessions *s)
 	struct dirent *de;
 	unsigned loaded = 0, failed = 0;
 
-	if (asprintf(&dir, "%s/registrations", s->cfg->state_dir) < 0)
+	if (asprintf(&dir, "%s/registrations", s->o.state_dir) < 0)
 		return -ENOMEM;
 	d = opendir(dir);
 	if (!d)
@@ -873,7 +816,7 @@ int sessions_start(Sessions *s)
 
 	for (size_t i = 0; i < s->n_agents; i++) {
 		Agent *a = &s->agents[i];
-		AgentConnConfig cc = {.address = s->cfg->agents[i].address,
+		AgentConnConfig cc = {.address = s->o.agents[i].address,
 				      .api = AGENT_API_DELEGATED,
 				      .name = a->name};
 		r = agent_conn_new(&cc, &a->conn);
@@ -892,8 +835,8 @@ int sessions_start(Sessions *s)
 		a->healthy = a->raw = true;
 		a->changed_ms = now_ms();
 	}
-	if (s->cfg->workload_socket) {
-		AgentConnConfig cc = {.address = s->cfg->workload_socket,
+	if (s->o.workload_socket) {
+		AgentConnConfig cc = {.address = s->o.workload_socket,
 				      .api = AGENT_API_WORKLOAD,
 				      .name = SELF_SOURCE};
 		r = agent_conn_new(&cc, &s->self_conn);
@@ -919,12 +862,12 @@ int sessions_start(Sessions *s)
 		if (r < 0)
 			return log_error_errno(r, "cannot set up self/");
 	}
-	for (size_t i = 0; i < s->cfg->n_identities; i++) {
+	for (size_t i = 0; i < s->o.n_identities; i++) {
 		Registration *reg = NULL;
 		const char *why = NULL;
 		_cleanup_free_ char *ref = NULL;
-		r = registration_from_identity_file(s->cfg->identities[i], &reg, &why);
-		if (r >= 0 && asprintf(&ref, "config:%s", s->cfg->identity_files[i]) < 0)
+		r = registration_from_identity_file(s->o.identities[i], &reg, &why);
+		if (r >= 0 && asprintf(&ref, "config:%s", s->o.identity_files[i]) < 0)
 			r = -ENOMEM;
 		if (r >= 0)
 			r = sessions_register(s, reg, &(SessionsRef){ref, NULL, SESSIONS_REF_CONFIG},
@@ -933,7 +876,7 @@ int sessions_start(Sessions *s)
 			registration_free(reg);
 		if (r < 0)
 			log_error_errno(r, "identity file %s refused%s%s",
-					s->cfg->identity_files[i], why ? ": " : "", why ? why : "");
+					s->o.identity_files[i], why ? ": " : "", why ? why : "");
 	}
 	r = load_persisted(s);
 	if (r < 0)
@@ -961,7 +904,7 @@ void sessions_stop(Sessions *s)
 		pthread_join(s->ticker, NULL);
 		s->ticker_running = false;
 	}
-	if (sessions_list_all(s, &names, &n) >= 0)
+	if (registry_list_all(s->registry, &names, &n) >= 0)
 		for (size_t i = 0; i < n; i++) {
 			pthread_mutex_lock(&s->ops);
 			switch_agent(s, names[i], -1);
@@ -989,7 +932,6 @@ Sessions *sessions_free(Sessions *s)
 			wls_free(e);
 		}
 	free(s->hash);
-	free(s->by_slot);
 	free(s->agents);
 	memtrim_free(s->trim);
 	pthread_mutex_destroy(&s->ops);
@@ -1187,14 +1129,13 @@ int sessions_register(Sessions *s, Registration *reg, const SessionsRef *ref, ch
 	/* After a takeover: the slot and directory serial the kernel knows this workload by. */
 	uint64_t dir_serial = 0;
 	r = -ENOENT;
-	if (s->ledger && ino_ledger_find_workload(s->ledger, name, &slot, &dir_serial) >= 0) {
+	if (s->slots.find && s->slots.find(s->slots.userdata, name, &slot, &dir_serial) >= 0) {
 		r = svid_store_add_slot(s->store, name, slot);
 		if (r < 0) {
 			log_warning_errno(r, "%s: its old slot %u is taken; its old directory inode "
 					     "goes stale", name, slot);
 			dir_serial = 0;
-		} else
-			__atomic_add_fetch(&s->slots_restored, 1, __ATOMIC_RELAXED);
+		}
 	}
 	if (r < 0)
 		r = svid_store_add(s->store, name, &slot);
@@ -1236,7 +1177,7 @@ int sessions_register(Sessions *s, Registration *reg, const SessionsRef *ref, ch
 	e->n_order = n_order;
 	e->cur = -1;
 	pthread_mutex_lock(&s->lock);
-	r = registry_insert(s, e);
+	r = (wls_insert(s, e), 0);
 	ssize_t want = r >= 0 ? preferred_agent(s, e) : -1;
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0) {
@@ -1247,9 +1188,11 @@ int sessions_register(Sessions *s, Registration *reg, const SessionsRef *ref, ch
 		pthread_mutex_unlock(&s->ops);
 		return r;
 	}
-	if (s->ledger)
-		(void)ino_ledger_set_workload(s->ledger, slot, workload_dir_serial(e->w), name);
-	notify_inval_inode(s->notify, parent_dir_ino(workload_registration(e->w)));
+	if (s->slots.set)
+		s->slots.set(s->slots.userdata, slot, workload_dir_serial(e->w), name);
+	r = registry_add(s->registry, e->w);
+	if (r < 0)
+		log_error_errno(r, "%s: cannot show its directory", name);
 	r = switch_agent(s, name, want);
 	pthread_mutex_unlock(&s->ops);
 	log_info("registered %s (ref %s)", name, rn);
@@ -1263,8 +1206,6 @@ int sessions_register(Sessions *s, Registration *reg, const SessionsRef *ref, ch
 int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned *ret_refs,
 			bool *ret_removed)
 {
-	_cleanup_free_ uint64_t *inos = NULL;
-	size_t n_inos = 0;
 	int r = 0;
 
 	pthread_mutex_lock(&s->ops);
@@ -1301,38 +1242,19 @@ int sessions_unregister(Sessions *s, const char *name, const char *ref, unsigned
 
 	switch_agent(s, name, -1);
 	pthread_mutex_lock(&s->lock);
-	registry_remove(s, e);
+	wls_remove(s, e);
 	pthread_cond_broadcast(&s->changed);
 	if (s->listener)
 		s->listener(s->listener_userdata);
 	pthread_mutex_unlock(&s->lock);
 	Workload *w = e->w;
-	workload_mark_removed(w);
-	if (s->ledger)
-		(void)ino_ledger_set_workload(s->ledger, workload_slot(w), 0, NULL);
+	if (s->slots.set)
+		s->slots.set(s->slots.userdata, workload_slot(w), 0, NULL);
 	r = svid_store_remove(s->store, name);
 	if (r < 0 && r != -ENOENT)
 		log_error_errno(r, "cannot remove %s from the store", name);
-	/* Drop the bytes the kernel's inodes pinned (keys are wiped with their last reference)
-	 * and the page cache that held them, then the directory entry itself. */
-	r = inode_table_release_owner(s->inodes, workload_slot(w), workload_dir_serial(w), &inos,
-				      &n_inos);
-	for (size_t i = 0; r >= 0 && i < n_inos; i++)
-		notify_inval_inode(s->notify, inos[i]);
-	const Registration *reg = workload_registration(w);
-	notify_inval_entry(s->notify, parent_dir_ino(reg), workload_basename(w));
-	notify_inval_inode(s->notify, parent_dir_ino(reg)); /* the cached listing */
-	/* Wake pollers: their workload is gone. */
-	char **names = NULL;
-	struct fuse_pollhandle **polls = NULL;
-	size_t nn = 0, np = 0;
-	workload_set_generation(w, UINT64_MAX, now_s(), &names, &nn, &polls, &np);
-	for (size_t i = 0; i < nn; i++)
-		free(names[i]);
-	free(names);
-	for (size_t i = 0; i < np; i++)
-		notify_poll_wakeup(s->notify, polls[i]);
-	free(polls);
+	/* The directory goes: the bytes its inodes pinned, its name, its pollers. */
+	(void)registry_remove(s->registry, name);
 	wls_free(e);
 	memtrim_note_removal(s->trim, (uint64_t)now_ms());
 	pthread_mutex_unlock(&s->ops);
@@ -1420,73 +1342,6 @@ int sessions_resubscribe(Sessions *s, const char *name)
 	return r;
 }
 
-Workload *sessions_get(Sessions *s, const char *name)
-{
-	pthread_mutex_lock(&s->lock);
-	Wls *e = *hash_find(s, name);
-	Workload *w = e ? workload_ref(e->w) : NULL;
-	pthread_mutex_unlock(&s->lock);
-	return w;
-}
-
-Workload *sessions_get_by_slot(Sessions *s, uint32_t slot)
-{
-	pthread_mutex_lock(&s->lock);
-	Wls *e = slot < s->n_slots ? s->by_slot[slot] : NULL;
-	Workload *w = e ? workload_ref(e->w) : NULL;
-	pthread_mutex_unlock(&s->lock);
-	return w;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int list_filtered(Sessions *s, int kind, bool base, char ***ret, size_t *ret_n)
-{
-	char **v;
-	size_t k = 0;
-	int r = 0;
-
-	pthread_mutex_lock(&s->lock);
-	v = calloc(s->n + 1, sizeof *v);
-	for (size_t i = 0; v && i < s->n_hash; i++)
-		for (Wls *e = s->hash[i]; e; e = e->next_hash) {
-			if (kind >= 0 &&
-			    workload_registration(e->w)->kind != (RegistrationKind)kind)
-				continue;
-			v[k] = strdup(base ? workload_basename(e->w) : workload_name(e->w));
-			if (!v[k])
-				r = -ENOMEM;
-			else
-				k++;
-		}
-	pthread_mutex_unlock(&s->lock);
-	if (!v)
-		return -ENOMEM;
-	if (r < 0) {
-		for (size_t i = 0; i < k; i++)
-			free(v[i]);
-		free(v);
-		return r;
-	}
-	qsort(v, k, sizeof *v, cmp_str);
-	*ret = v;
-	*ret_n = k;
-	return 0;
-}
-
-int sessions_list(Sessions *s, RegistrationKind kind, char ***ret, size_t *ret_n)
-{
-	return list_filtered(s, (int)kind, true, ret, ret_n);
-}
-
-int sessions_list_all(Sessions *s, char ***ret, size_t *ret_n)
-{
-	return list_filtered(s, -1, false, ret, ret_n);
-}
-
 unsigned sessions_refs(Sessions *s, const char *name)
 {
 	pthread_mutex_lock(&s->lock);
@@ -1563,12 +1418,7 @@ int sessions_fetch_jwt(Sessions *s, const char *name, const char *audience)
 	return 0;
 }
 
-void sessions_set_ledger(Sessions *s, InoLedger *l)
+void sessions_set_slots(Sessions *s, const SessionsSlots *slots)
 {
-	s->ledger = l;
-}
-
-size_t sessions_slots_restored(Sessions *s)
-{
-	return __atomic_load_n(&s->slots_restored, __ATOMIC_RELAXED);
+	s->slots = slots ? *slots : (SessionsSlots){};
 }

@@ -45,8 +45,13 @@ void inode_table_forget(InodeTable *t, uint64_t ino, uint64_t nlookup);
 int inode_table_release_owner(InodeTable *t, uint32_t slot, uint64_t owner, uint64_t **ret_inos,
 			      size_t *ret_n);
 size_t inode_table_count(InodeTable *t);
-/* Every new file inode is recorded in l (and dropped on its last FORGET, also for inodes this
- * table never knew: a previous daemon's). Borrowed; set before serving. */
-struct InoLedger;
-void inode_table_set_ledger(InodeTable *t, struct InoLedger *l);
+/* Who hears of every new file inode with its bytes (before the kernel does), and of every
+ * FORGET (also of inodes this table never knew: a previous daemon's). The takeover layer's
+ * ledger listens, for a successor. Set before serving; NULL: nobody. */
+typedef struct InodeRecorder {
+	void (*record)(void *userdata, uint64_t ino, const void *data, size_t len);
+	void (*forget)(void *userdata, uint64_t ino);
+	void *userdata;
+} InodeRecorder;
+void inode_table_set_recorder(InodeTable *t, const InodeRecorder *rec);
 size_t inode_table_bytes(InodeTable *t); /* content bytes referenced (a blob shared by two inodes counts twice) */

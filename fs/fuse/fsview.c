@@ -11,7 +11,6 @@
 #include "cleanup.h"
 #include "fsview.h"
 #include "inokey.h"
-#include "ledger.h"
 #include "log.h"
 #include "macro.h"
 #include "render.h"
@@ -20,13 +19,9 @@
 
 #define DENIAL_LOG_MAX 4096
 
-DEFINE_CLEANUP_FUNC(SvidSet, svid_set_unref)
-DEFINE_CLEANUP_FUNC(SvidBlob, svid_blob_unref)
-DEFINE_CLEANUP_FUNC(Workload, workload_unref)
-DEFINE_CLEANUP_FUNC(TreeListing, tree_listing_free)
 
 struct FsView {
-	Sessions *sessions;
+	Registry *registry;
 	SvidStore *store;
 	InodeTable *inodes;
 	const AccessPolicy *policy;
@@ -35,12 +30,12 @@ struct FsView {
 	pthread_mutex_t denial_lock;
 	char **denials; /* "<target>|<caller>" already logged */
 	size_t n_denials;
-	InoLedger *ledger;   /* an adopted connection's record of the previous daemon's inodes */
 	const InoKey *key;   /* kernel-visible numbers; NULL: plain */
 	uint64_t epoch;      /* input to file generations: differs per process */
 	FsMintFn mint;
 	void *mint_userdata;
-	FsViewRecovery rec;  /* atomics */
+	FsRecoverFn recover; /* a previous daemon's inodes (takeover); NULL: none */
+	void *recover_userdata;
 };
 
 static int64_t now_s(void)
@@ -59,14 +54,14 @@ static uint64_t to_wire(const FsView *v, uint64_t plain)
 	return v->key ? ino_key_wrap(v->key, plain) : plain;
 }
 
-int fsview_new(Sessions *s, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
+int fsview_new(Registry *reg, SvidStore *store, InodeTable *inodes, const AccessPolicy *policy,
 	       Notify *notify, FsView **ret)
 {
 	FsView *v = calloc(1, sizeof *v);
 
 	if (!v)
 		return -ENOMEM;
-	v->sessions = s;
+	v->registry = reg;
 	v->store = store;
 	v->inodes = inodes;
 	v->policy = policy;
@@ -161,7 +156,7 @@ static void log_denial(FsView *v, const char *target, const AccessCaller *c, con
 static int lookup_workload_dir(FsView *v, const char *wname, AccessTarget target, const char *base,
 			       const FsCaller *c, FsEntry *ret)
 {
-	_cleanup_(workload_unrefp) Workload *w = sessions_get(v->sessions, wname);
+	_cleanup_(workload_unrefp) Workload *w = registry_get(v->registry, wname);
 	AccessCaller caller;
 	const char *why = NULL;
 	InodeAttr a;
@@ -220,63 +215,6 @@ static int lookup_root(FsView *v, uint64_t parent, const char *name, const FsCal
 		return -ENOMEM;
 	return lookup_workload_dir(v, wname, pods ? ACCESS_TARGET_POD : ACCESS_TARGET_IDENTITY,
 				   name, c, ret);
-}
-
-/* Facts of one generation for the tree (arrays borrowed from the set). */
-typedef struct Facts {
-	TreeFacts f;
-	const char **hints, **tds, **jtds;
-} Facts;
-
-static void facts_done(Facts *x)
-{
-	free(x->hints);
-	free(x->tds);
-	free(x->jtds);
-}
-
-static int facts_of(const SvidSet *set, Facts *x)
-{
-	size_t n = svid_set_n_svids(set), nb = svid_set_n_bundles(set),
-	       nj = svid_set_n_jwt_bundles(set);
-
-	*x = (Facts){};
-	x->hints = calloc(n + 1, sizeof *x->hints);
-	x->tds = calloc(nb + 1, sizeof *x->tds);
-	x->jtds = calloc(nj + 1, sizeof *x->jtds);
-	if (!x->hints || !x->tds || !x->jtds) {
-		facts_done(x);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		x->hints[i] = svid_set_hint(set, i);
-	for (size_t i = 0; i < nb; i++)
-		x->tds[i] = svid_set_bundle_td(set, i);
-	for (size_t i = 0; i < nj; i++)
-		x->jtds[i] = svid_set_jwt_bundle_td(set, i);
-	x->f = (TreeFacts){.n_svids = n,
-			   .hints = x->hints,
-			   .own_trust_domain = n ? svid_set_trust_domain(set, 0) : NULL,
-			   .bundle_tds = x->tds,
-			   .n_bundle_tds = nb,
-			   .jwt_bundle_tds = x->jtds,
-			   .n_jwt_bundle_tds = nj};
-	return 0;
-}
-
-static int listing_of(const Workload *w, const SvidSet *set, TreeListing **ret)
-{
-	TreeJwtName buf[64];
-	TreeNames names;
-	Facts x;
-	int r = facts_of(set, &x);
-
-	if (r < 0)
-		return r;
-	registration_tree_names(workload_registration(w), buf, &names);
-	r = tree_listing_new(&names, &x.f, ret);
-	facts_done(&x);
-	return r;
 }
 
 static int render_status(FsView *v, Workload *w, const SvidSet *set, SvidBlob **ret)
@@ -477,7 +415,7 @@ static int lookup_in_workload(FsView *v, Workload *w, uint16_t parent_id, uint32
 	/* A dynamic directory (svids/<x>) from an older generation may mean another node now. */
 	if (parent_id >= TREE_ID_FIRST_DYNAMIC && parent_serial != (uint32_t)gen)
 		return -ENOENT;
-	r = listing_of(w, set, &l);
+	r = workload_listing(w, set, &l);
 	if (r < 0)
 		return r;
 	const TreeNode *node = tree_listing_find(l, parent_id, name);
@@ -548,7 +486,7 @@ static int parent_workload(FsView *v, uint64_t parent, Workload **ret, uint16_t 
 
 	if (!tree_ino_decode(parent, &slot, &id, &serial))
 		return -ENOENT;
-	Workload *w = sessions_get_by_slot(v->sessions, slot);
+	Workload *w = registry_get_by_slot(v->registry, slot);
 	if (!w)
 		return -ENOENT;
 	bool ok = id == TREE_ID_WORKLOAD ? serial == (uint32_t)workload_dir_serial(w)
@@ -620,95 +558,16 @@ void fsview_set_minter(FsView *v, FsMintFn mint, void *userdata)
 	v->mint_userdata = userdata;
 }
 
-void fsview_set_connection(FsView *v, InoLedger *l, const InoKey *key, uint64_t epoch,
-			   Notify *n)
+void fsview_set_connection(FsView *v, const InoKey *key, uint64_t epoch)
 {
-	v->ledger = l;
 	v->key = key;
 	v->epoch = epoch;
-	if (n)
-		v->notify = n;
 }
 
-void fsview_recovery(FsView *v, FsViewRecovery *ret)
+void fsview_set_recovery(FsView *v, FsRecoverFn recover, void *userdata)
 {
-	ret->dirs = __atomic_load_n(&v->rec.dirs, __ATOMIC_RELAXED);
-	ret->served = __atomic_load_n(&v->rec.served, __ATOMIC_RELAXED);
-	ret->stale = __atomic_load_n(&v->rec.stale, __ATOMIC_RELAXED);
-}
-
-/* A request for an inode this process never handed out: the kernel learned it from the previous
- * daemon (takeover). A workload directory is rebuilt when its slot and serial name a live
- * workload (they were restored from the ledger). A file is served again only when the bytes of
- * its (workload, node) now are exactly those the previous daemon served under that number
- * (the ledger's digest); anything else is -ESTALE: the reader's next open looks it up anew. */
-static int recover(FsView *v, uint64_t ino)
-{
-	_cleanup_(workload_unrefp) Workload *w = NULL;
-	_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
-	_cleanup_(tree_listing_freep) TreeListing *l = NULL;
-	_cleanup_(svid_blob_unrefp) SvidBlob *blob = NULL;
-	const char *name_to_drop = NULL;
-	uint32_t slot, serial;
-	uint16_t id;
-	InodeAttr a;
-	int r;
-
-	if (!tree_ino_decode(ino, &slot, &id, &serial))
-		return -ENOENT;
-	w = sessions_get_by_slot(v->sessions, slot);
-	if (!w)
-		goto stale;
-	const Registration *reg = workload_registration(w);
-	if (id == TREE_ID_WORKLOAD) {
-		if (serial != (uint32_t)workload_dir_serial(w))
-			goto stale;
-		InodeAttr attr = {.mode = S_IFDIR | 0555, .uid = reg->uid, .gid = reg->gid,
-				  .mtime = workload_changed_at(w), .slot = slot,
-				  .owner = workload_dir_serial(w)};
-		if (!attr.mtime)
-			attr.mtime = v->started;
-		r = inode_table_add(v->inodes, ino, &attr, NULL, &a);
-		if (r >= 0)
-			__atomic_add_fetch(&v->rec.dirs, 1, __ATOMIC_RELAXED);
-		return r < 0 ? r : 0;
-	}
-	if (!v->ledger)
-		goto stale;
-	r = svid_store_get(v->store, workload_name(w), &set);
-	if (r < 0)
-		goto stale;
-	r = listing_of(w, set, &l);
-	if (r < 0)
-		return r;
-	const TreeNode *node = tree_listing_by_id(l, id);
-	if (node && node->parent == TREE_ID_WORKLOAD && v->notify)
-		/* If stale: the kernel's dentry for this name still leads to the old inode; drop
-		 * it so the reader's next open looks the name up and gets the current one. */
-		name_to_drop = node->name;
-	if (!node || node->type != TREE_NODE_FILE)
-		goto stale; /* status.json and JWTs carry times: never the same bytes */
-	r = svid_render(set, node->svid_index, node->kind, node->arg, &blob);
-	if (r < 0)
-		return r;
-	if (ino_ledger_check(v->ledger, ino, svid_blob_data(blob), svid_blob_size(blob)) < 0)
-		goto stale;
-	InodeAttr attr = {.mode = S_IFREG | (node->secret ? reg->key_mode : reg->cert_mode),
-			  .uid = reg->uid, .gid = reg->gid, .slot = slot,
-			  .owner = workload_dir_serial(w), .generation = svid_set_generation(set),
-			  .mtime = workload_changed_at(w)};
-	if (!attr.mtime)
-		attr.mtime = svid_set_updated_at(set) ? svid_set_updated_at(set) : v->started;
-	r = inode_table_add(v->inodes, ino, &attr, blob, &a);
-	if (r < 0)
-		return r;
-	__atomic_add_fetch(&v->rec.served, 1, __ATOMIC_RELAXED);
-	return 0;
-stale:
-	if (name_to_drop)
-		notify_inval_entry(v->notify, workload_dir_ino(w), name_to_drop);
-	__atomic_add_fetch(&v->rec.stale, 1, __ATOMIC_RELAXED);
-	return -ESTALE;
+	v->recover = recover;
+	v->recover_userdata = userdata;
 }
 
 /* inode_table_get, recovering a previous daemon's inode on a miss. */
@@ -717,7 +576,7 @@ static int get_inode(FsView *v, uint64_t ino, InodeAttr *ret_attr, SvidBlob **re
 	int r = inode_table_get(v->inodes, ino, ret_attr, ret_blob);
 	if (r != -ENOENT)
 		return r;
-	r = recover(v, ino);
+	r = v->recover ? v->recover(v->recover_userdata, ino) : -ENOENT;
 	if (r < 0)
 		return r;
 	return inode_table_get(v->inodes, ino, ret_attr, ret_blob);
@@ -816,7 +675,7 @@ static int readdir_static(FsView *v, uint64_t ino, Dirents *x)
 	int r = 0;
 
 	if (ino == TREE_INO_ROOT) {
-		_cleanup_(workload_unrefp) Workload *self = sessions_get(v->sessions, "self");
+		_cleanup_(workload_unrefp) Workload *self = registry_get(v->registry, "self");
 		r = dirents_add(x, "pods", TREE_INO_PODS, S_IFDIR, DIRENT_OFF(0));
 		if (r >= 0)
 			r = dirents_add(x, "identities", TREE_INO_IDENTITIES, S_IFDIR, DIRENT_OFF(1));
@@ -824,7 +683,7 @@ static int readdir_static(FsView *v, uint64_t ino, Dirents *x)
 			r = dirents_add(x, "self", workload_dir_ino(self), S_IFDIR, DIRENT_OFF(2));
 		return r;
 	}
-	r = sessions_list(v->sessions,
+	r = registry_list(v->registry,
 			  ino == TREE_INO_PODS ? REGISTRATION_POD : REGISTRATION_IDENTITY, &names,
 			  &n);
 	if (r < 0)
@@ -836,7 +695,7 @@ static int readdir_static(FsView *v, uint64_t ino, Dirents *x)
 				     names[i]) < 0)
 				r = -ENOMEM;
 			_cleanup_(workload_unrefp) Workload *w =
-			    r >= 0 ? sessions_get(v->sessions, wname) : NULL;
+			    r >= 0 ? registry_get(v->registry, wname) : NULL;
 			if (w)
 				r = dirents_add(x, names[i], workload_dir_ino(w), S_IFDIR,
 						DIRENT_OFF(workload_slot(w)));
@@ -892,7 +751,7 @@ int fsview_readdir(FsView *v, uint64_t wire, FsDirent **ret, size_t *ret_n)
 			free(aud);
 		} else if (r >= 0) {
 			uint64_t gen = svid_set_generation(set);
-			r = listing_of(w, set, &l);
+			r = workload_listing(w, set, &l);
 			for (size_t i = 0; r >= 0 && i < tree_listing_size(l); i++) {
 				const TreeNode *n = tree_listing_node(l, i);
 				if (n->parent != id)
@@ -932,39 +791,11 @@ int fsview_poll(FsView *v, uint64_t wire, struct fuse_pollhandle *ph)
 			fuse_pollhandle_destroy(ph);
 		return 1; /* unknown or static: nothing to wait for */
 	}
-	_cleanup_(workload_unrefp) Workload *w = sessions_get_by_slot(v->sessions, slot);
+	_cleanup_(workload_unrefp) Workload *w = registry_get_by_slot(v->registry, slot);
 	if (!w || workload_dir_serial(w) != a.owner) {
 		if (ph)
 			fuse_pollhandle_destroy(ph);
 		return 1;
 	}
 	return workload_poll(w, a.generation, ph);
-}
-
-int fsview_invalidate_previous(FsView *v, Notify *n)
-{
-	char **names = NULL;
-	size_t n_names = 0, queued = 0;
-	int r = sessions_list_all(v->sessions, &names, &n_names);
-
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < n_names; i++) {
-		_cleanup_(workload_unrefp) Workload *w = sessions_get(v->sessions, names[i]);
-		_cleanup_(svid_set_unrefp) SvidSet *set = NULL;
-		_cleanup_(tree_listing_freep) TreeListing *l = NULL;
-		free(names[i]);
-		if (!w || svid_store_get(v->store, workload_name(w), &set) < 0 ||
-		    listing_of(w, set, &l) < 0)
-			continue;
-		for (size_t k = 0; k < tree_listing_size(l); k++) {
-			const TreeNode *node = tree_listing_node(l, k);
-			if (node->parent != TREE_ID_WORKLOAD)
-				continue;
-			notify_inval_entry(n, workload_dir_ino(w), node->name);
-			queued++;
-		}
-	}
-	free(names);
-	return (int)MIN(queued, (size_t)INT_MAX);
 }

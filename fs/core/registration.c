@@ -38,7 +38,6 @@ Registration *registration_free(Registration *r)
 	return NULL;
 }
 
-DEFINE_CLEANUP_FUNC(Registration, registration_free)
 
 static int strv_push(char ***v, size_t *n, const char *s)
 {

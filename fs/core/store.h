@@ -5,6 +5,8 @@
  * standard (shared/reference/protocols.md §4); a rejected update leaves the last good set. */
 #pragma once
 
+#include "cleanup.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,6 +81,7 @@ size_t svid_store_count(SvidStore *s);
 
 SvidSet *svid_set_ref(SvidSet *set);
 SvidSet *svid_set_unref(SvidSet *set); /* NULL-safe, returns NULL */
+DEFINE_CLEANUP_FUNC(SvidSet, svid_set_unref)
 
 const char *svid_set_name(const SvidSet *set);
 uint32_t svid_set_slot(const SvidSet *set);

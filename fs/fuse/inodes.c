@@ -6,7 +6,6 @@
 
 #include "cleanup.h"
 #include "inodes.h"
-#include "ledger.h"
 #include "macro.h"
 
 typedef struct Inode {
@@ -23,7 +22,7 @@ struct InodeTable {
 	size_t n_buckets; /* power of two */
 	size_t n;
 	size_t bytes;
-	InoLedger *ledger; /* optional: file inodes handed to the kernel, for a successor */
+	InodeRecorder rec; /* optional: file inodes handed to the kernel, for a successor */
 };
 
 static size_t hash(uint64_t x)
@@ -139,12 +138,11 @@ int inode_table_add(InodeTable *t, uint64_t ino, const InodeAttr *attr, SvidBlob
 	*ret_attr = fresh->attr;
 	if (t->n > t->n_buckets)
 		grow(t);
-	InoLedger *ledger = t->ledger;
+	InodeRecorder rec = t->rec;
 	pthread_mutex_unlock(&t->lock);
-	/* Recorded before the kernel hears of the inode (our reply comes after this returns).
-	 * -ENOSPC: the inode is just not recoverable by a successor (it answers ESTALE). */
-	if (ledger && blob)
-		(void)ino_ledger_record(ledger, ino, svid_blob_data(blob), svid_blob_size(blob));
+	/* Recorded before the kernel hears of the inode (our reply comes after this returns). */
+	if (rec.record && blob)
+		rec.record(rec.userdata, ino, svid_blob_data(blob), svid_blob_size(blob));
 	return 0;
 }
 
@@ -185,11 +183,11 @@ void inode_table_forget(InodeTable *t, uint64_t ino, uint64_t nlookup)
 			gone = e;
 		}
 	}
-	InoLedger *ledger = t->ledger;
+	InodeRecorder rec = t->rec;
 	pthread_mutex_unlock(&t->lock);
 	/* Gone from the kernel (or never known here: an inode of a previous daemon). */
-	if (ledger && (gone || unknown))
-		(void)ino_ledger_forget(ledger, ino);
+	if (rec.forget && (gone || unknown))
+		rec.forget(rec.userdata, ino);
 	/* Outside the lock: the last unref of a secret blob wipes it. */
 	svid_blob_unref(drop);
 	free(gone);
@@ -258,9 +256,9 @@ size_t inode_table_bytes(InodeTable *t)
 	return n;
 }
 
-void inode_table_set_ledger(InodeTable *t, InoLedger *l)
+void inode_table_set_recorder(InodeTable *t, const InodeRecorder *rec)
 {
 	pthread_mutex_lock(&t->lock);
-	t->ledger = l;
+	t->rec = rec ? *rec : (InodeRecorder){};
 	pthread_mutex_unlock(&t->lock);
 }

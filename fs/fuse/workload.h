@@ -8,11 +8,15 @@
  * generations. */
 #pragma once
 
+#include "cleanup.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "registration.h"
+#include "store.h"
+#include "tree.h"
 
 struct fuse_pollhandle;
 
@@ -29,6 +33,7 @@ int workload_new_with_serial(Registration *reg, uint32_t slot, uint64_t dir_seri
 			     Workload **ret);
 Workload *workload_ref(Workload *w);
 Workload *workload_unref(Workload *w); /* NULL-safe, returns NULL */
+DEFINE_CLEANUP_FUNC(Workload, workload_unref)
 
 const char *workload_name(const Workload *w);
 const char *workload_basename(const Workload *w); /* the name in pods/ or identities/ */
@@ -78,3 +83,7 @@ int workload_audience_index(Workload *w, const char *audience, int *ret_index,
 			    char **ret_evicted);
 int workload_audiences(Workload *w, char ***ret, size_t *ret_n); /* copies */
 uint64_t workload_jwt_serial(Workload *w, unsigned index, uint64_t store_serial);
+
+/* The files and directories of w in one generation of its identity (its layout and names, the
+ * set's SVIDs and bundles). */
+int workload_listing(const Workload *w, const SvidSet *set, TreeListing **ret);

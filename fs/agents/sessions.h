@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* sessions.h: which agent serves which workload. Owns the agent connections (one per configured
  * agent, plus the Workload API one for self/), their bundle subscriptions, one SVID subscription
- * per workload (to the first healthy agent of its failover list), the registry of workloads with
- * their references, and the registrations persisted in the state directory. A ticker thread
+ * per workload (to the first healthy agent of its failover list), the registrations with their
+ * references (each registered workload is a directory in the FUSE layer's registry), and the
+ * registrations persisted in the state directory. A ticker thread
  * moves workloads between agents, refreshes stream state for status.json and pings the systemd
  * watchdog. Any thread may call the public functions; agent callbacks run on the connections'
  * threads. */
@@ -12,17 +13,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "inodes.h"
-#include "notify.h"
+#include "kv.h"
 #include "registration.h"
+#include "registry.h"
 #include "store.h"
 #include "workload.h"
 
 typedef struct Sessions Sessions;
 
-int sessions_new(const Config *cfg, SvidStore *store, InodeTable *inodes, Notify *notify,
-		 Sessions **ret);
+/* What sessions needs of the daemon's configuration; borrowed for the sessions' lifetime. */
+typedef struct SessionsAgent {
+	const char *name;    /* "child-01" */
+	const char *address; /* "unix:///run/spire/agent-sockets/child-01-admin.sock" */
+} SessionsAgent;
+
+typedef struct SessionsOptions {
+	const SessionsAgent *agents; /* the failover order of a workload without an agent list */
+	size_t n_agents;
+	const char *workload_socket; /* Workload API for self/; NULL: no self/ */
+	const char *state_dir;	     /* registrations/ below it */
+	unsigned failover_ms;	     /* how long an agent must be down before workloads move */
+	size_t secure_heap;	     /* bytes; a warning when nearly used up */
+	KvMsg *const *identities;    /* register messages of identities.d files */
+	char *const *identity_files; /* their paths (references "config:<path>") */
+	size_t n_identities;
+} SessionsOptions;
+
+/* Workloads become directories in reg (borrowed, like store). */
+int sessions_new(const SessionsOptions *o, SvidStore *store, Registry *reg, Sessions **ret);
 /* Connects the agents, re-registers persisted workloads, config identities and self/, and
  * starts the ticker. */
 int sessions_start(Sessions *s);
@@ -71,19 +89,18 @@ int sessions_svids(Sessions *s, const char *name, size_t *ret_svids);
 void sessions_set_change_listener(Sessions *s, void (*fn)(void *userdata), void *userdata);
 int sessions_resubscribe(Sessions *s, const char *name);
 
-Workload *sessions_get(Sessions *s, const char *name);	    /* new ref, or NULL */
-Workload *sessions_get_by_slot(Sessions *s, uint32_t slot); /* new ref, or NULL */
-/* Sorted basenames of one kind (pods/ or identities/); free each and the array. */
-int sessions_list(Sessions *s, RegistrationKind kind, char ***ret, size_t *ret_n);
-/* Every workload name, sorted. */
-int sessions_list_all(Sessions *s, char ***ret, size_t *ret_n);
 unsigned sessions_refs(Sessions *s, const char *name);
 void sessions_count(Sessions *s, size_t *ret_pods, size_t *ret_identities, size_t *ret_ready);
 
 /* Mints a JWT-SVID for audience from the serving agent and caches it in the store. */
 int sessions_fetch_jwt(Sessions *s, const char *name, const char *audience);
-/* Before sessions_start: registrations take the slot and directory serial a previous daemon
- * recorded in l (takeover), and record theirs for the next one. Borrowed. */
-struct InoLedger;
-void sessions_set_ledger(Sessions *s, struct InoLedger *l);
-size_t sessions_slots_restored(Sessions *s); /* workloads that got their old slot back */
+/* Where a workload's slot and directory serial are remembered across a takeover (the takeover
+ * layer's ledger): find gives those a previous daemon recorded for a name (-ENOENT: none), set
+ * records a workload's for the next daemon (name NULL: the slot is free). Set before
+ * sessions_start; NULL: nothing is remembered. */
+typedef struct SessionsSlots {
+	int (*find)(void *userdata, const char *name, uint32_t *ret_slot, uint64_t *ret_dir_serial);
+	void (*set)(void *userdata, uint32_t slot, uint64_t dir_serial, const char *name);
+	void *userdata;
+} SessionsSlots;
+void sessions_set_slots(Sessions *s, const SessionsSlots *slots);

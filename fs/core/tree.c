@@ -143,7 +143,6 @@ TreeListing *tree_listing_free(TreeListing *l)
 	return NULL;
 }
 
-DEFINE_CLEANUP_FUNC(TreeListing, tree_listing_free)
 
 static int listing_own(TreeListing *l, char *s, const char **ret)
 {

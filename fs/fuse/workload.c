@@ -381,3 +381,62 @@ uint64_t workload_jwt_serial(Workload *w, unsigned index, uint64_t store_serial)
 	pthread_mutex_unlock(&w->lock);
 	return s;
 }
+
+/* ---- the tree of one generation ---- */
+
+/* Facts of one generation for the tree (arrays borrowed from the set). */
+typedef struct Facts {
+	TreeFacts f;
+	const char **hints, **tds, **jtds;
+} Facts;
+
+static void facts_done(Facts *x)
+{
+	free(x->hints);
+	free(x->tds);
+	free(x->jtds);
+}
+
+static int facts_of(const SvidSet *set, Facts *x)
+{
+	size_t n = svid_set_n_svids(set), nb = svid_set_n_bundles(set),
+	       nj = svid_set_n_jwt_bundles(set);
+
+	*x = (Facts){};
+	x->hints = calloc(n + 1, sizeof *x->hints);
+	x->tds = calloc(nb + 1, sizeof *x->tds);
+	x->jtds = calloc(nj + 1, sizeof *x->jtds);
+	if (!x->hints || !x->tds || !x->jtds) {
+		facts_done(x);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		x->hints[i] = svid_set_hint(set, i);
+	for (size_t i = 0; i < nb; i++)
+		x->tds[i] = svid_set_bundle_td(set, i);
+	for (size_t i = 0; i < nj; i++)
+		x->jtds[i] = svid_set_jwt_bundle_td(set, i);
+	x->f = (TreeFacts){.n_svids = n,
+			   .hints = x->hints,
+			   .own_trust_domain = n ? svid_set_trust_domain(set, 0) : NULL,
+			   .bundle_tds = x->tds,
+			   .n_bundle_tds = nb,
+			   .jwt_bundle_tds = x->jtds,
+			   .n_jwt_bundle_tds = nj};
+	return 0;
+}
+
+int workload_listing(const Workload *w, const SvidSet *set, TreeListing **ret)
+{
+	TreeJwtName buf[64];
+	TreeNames names;
+	Facts x;
+	int r = facts_of(set, &x);
+
+	if (r < 0)
+		return r;
+	registration_tree_names(workload_registration(w), buf, &names);
+	r = tree_listing_new(&names, &x.f, ret);
+	facts_done(&x);
+	return r;
+}
