@@ -2,7 +2,7 @@
 # Shared by the takeover tests (sourced after tests/integration/lib.sh): a keeper, pods, and one
 # reader per pod in its own mount namespace reading through a read-only bind mount of
 # pods/<uid>, as the CSI plugin gives a pod.
-KEEPER=$BUILD/fs/svidfs-keeper
+KEEPER=$BUILD/fs/takeover/svidfs-keeper
 READER=$BUILD/tests/takeover/takeover-reader
 KEY=credential-bundle.private-key.pem
 READER_PIDS=""
