@@ -74,7 +74,7 @@ static void wait_calls(Fake *f, int n)
 	pthread_mutex_unlock(&f->lock);
 }
 
-Test(minter, every_submission_is_answered_once)
+Test(minter, every_submission_is_answered_once, .timeout = 30)
 {
 	Fake *f = fake_new(true, 0);
 	Minter *m = NULL;
@@ -92,7 +92,7 @@ Test(minter, every_submission_is_answered_once)
 }
 
 /* Lookups of one (workload, audience) wait on one queued job: one agent call. */
-Test(minter, same_pair_shares_a_queued_job)
+Test(minter, same_pair_shares_a_queued_job, .timeout = 30)
 {
 	Fake *f = fake_new(false, 0);
 	MinterLimits lim = {.threads = 1};
@@ -114,7 +114,7 @@ Test(minter, same_pair_shares_a_queued_job)
 }
 
 /* One workload cannot fill the queue: max_per_name jobs, then -EAGAIN; others still get in. */
-Test(minter, one_workload_is_bounded)
+Test(minter, one_workload_is_bounded, .timeout = 30)
 {
 	Fake *f = fake_new(false, 0);
 	MinterLimits lim = {.threads = 1, .max_per_name = 3, .max_jobs = 8};
@@ -142,7 +142,7 @@ Test(minter, one_workload_is_bounded)
 }
 
 /* A slow agent: jobs that waited longer than the queue timeout fail without calling it. */
-Test(minter, queued_too_long_times_out)
+Test(minter, queued_too_long_times_out, .timeout = 30)
 {
 	Fake *f = fake_new(false, 0);
 	MinterLimits lim = {.threads = 1, .queue_timeout_ms = 50};
@@ -163,7 +163,7 @@ Test(minter, queued_too_long_times_out)
 	minter_free(m);
 }
 
-Test(minter, free_answers_queued_jobs)
+Test(minter, free_answers_queued_jobs, .timeout = 30)
 {
 	Fake *f = fake_new(false, 0);
 	MinterLimits lim = {.threads = 1};
