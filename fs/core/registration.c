@@ -151,7 +151,7 @@ int registration_from_kv(const KvMsg *m, Registration **ret, const char **ret_er
 		if (r->pod_name && !k8s_pod_name_valid(r->pod_name))
 			return FAIL("pod_name must be a DNS-1123 subdomain (labels of [a-z0-9-] "
 				    "joined by '.', at most 253 bytes)");
-		/* The facts kubelet vouches for, and nothing else (design.md, pitfalls). */
+		/* The facts kubelet vouches for, and nothing else (docs/security.md: who is trusted). */
 		char *sel = NULL;
 		const struct {
 			const char *prefix, *value;

@@ -2,7 +2,7 @@
 /* store.h: owns every workload's current identity (an immutable, reference-counted SvidSet) and
  * the trust bundles per agent. Thread-safe: any thread may call anything. Never logs, never does
  * I/O, never holds its lock across a callback or a render. Validation follows the X509-SVID
- * standard (shared/reference/protocols.md §4); a rejected update leaves the last good set. */
+ * standard (docs/store.md, Validation); a rejected update leaves the last good set. */
 #pragma once
 
 #include "cleanup.h"

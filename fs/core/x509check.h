@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* x509check.h: SPIFFE ID syntax and X509-SVID validation (shared/reference/protocols.md §4), the
+/* x509check.h: SPIFFE ID syntax and X509-SVID validation (the X509-SVID standard; docs/store.md), the
  * store's gatekeeper. Owns nothing beyond the SvidCheck it fills; pure; thread-safe. Never checks
  * the chain against a trust bundle (bundles arrive on another stream, maybe later). */
 #pragma once

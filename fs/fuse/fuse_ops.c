@@ -99,7 +99,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /* No open: the kernel then opens files without asking and never sends RELEASE, so steady-state
- * reads are page-cache hits (fuse-notes.md). Same for flush and directories. */
+ * reads are page-cache hits (docs/design.md). Same for flush and directories. */
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	fuse_reply_err(req, ENOSYS);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* notify.h: the notify thread. Owns a queue of kernel notifications (entry and inode
  * invalidations, poll wake-ups) and the thread that sends them, so that no request handler ever
- * notifies (fuse-notes.md: that deadlocks). Any thread may queue; the thread only talks to the
+ * notifies (that deadlocks: docs/design.md). Any thread may queue; the thread only talks to the
  * kernel. Before notify_start (no session yet) queued events are dropped: the kernel holds
  * nothing to invalidate. */
 #pragma once

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* fuseconn.h: owns the daemon's /dev/fuse connection: mounting it with mount(2) (not
  * fusermount), remembering the kernel's FUSE_INIT request, and adopting a live connection that a
- * previous daemon left with a keeper (shared/reference/fuse-notes.md, takeover). It is the
+ * previous daemon left with a keeper (docs/takeover.md). It is the
  * session's I/O layer (fuse_session_custom_io): every request and reply passes through it, which
  * is how a planned handover drains. Thread-safe: libfuse's worker threads call the I/O hooks. */
 #pragma once
